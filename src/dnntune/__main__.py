@@ -1,0 +1,3 @@
+from dnntune.cli import main
+
+main()

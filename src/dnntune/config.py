@@ -1,0 +1,190 @@
+"""Typed, frozen configuration of a tuning run, checked once at the boundary.
+
+Names chosen by the user (task, metric, sampler, pruner) are ``StrEnum`` members; each enum is
+the single registry key of its family and also feeds the CLI's help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dnntune.exceptions import ConfigError
+
+__all__ = [
+    "ActivationName",
+    "MetricName",
+    "OptimizerName",
+    "PrunerName",
+    "SamplerName",
+    "Task",
+    "TuneConfig",
+    "parse_choice",
+]
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class Task(StrEnum):
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+    MULTILABEL = "multilabel"
+
+
+class MetricName(StrEnum):
+    ROC_AUC = "roc_auc"
+    LOGLOSS = "logloss"
+    ACCURACY = "accuracy"
+    RMSE = "rmse"
+    MAE = "mae"
+    R2 = "r2"
+
+
+class OptimizerName(StrEnum):
+    """Optimizers a trial can use; stored in the study as these strings."""
+
+    ADAM = "Adam"
+    ADAMW = "AdamW"
+    SGD = "SGD"
+    RMSPROP = "RMSprop"
+
+
+class ActivationName(StrEnum):
+    RELU = "relu"
+    GELU = "gelu"
+    SILU = "silu"
+    TANH = "tanh"
+    LEAKY_RELU = "leaky_relu"
+    ELU = "elu"
+
+
+class SamplerName(StrEnum):
+    GRID = "grid"
+    RANDOM = "random"
+    TPE = "tpe"
+    GP = "gp"
+    CMAES = "cmaes"
+    QMC = "qmc"
+
+
+class PrunerName(StrEnum):
+    NONE = "none"
+    MEDIAN = "median"
+    HYPERBAND = "hyperband"
+
+
+def parse_choice(enum: type[E], value: str | E, what: str) -> E:
+    """Return ``enum(value)`` or raise a :class:`ConfigError` listing the valid names."""
+    if isinstance(value, enum):
+        return value
+    try:
+        return enum(str(value).strip().lower())
+    except ValueError:
+        valid = ", ".join(m.value for m in enum)
+        raise ConfigError(f"unknown {what} {value!r}; choose one of: {valid}") from None
+
+
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Everything that defines a tuning run; saved in the study and beside the outputs.
+
+    ``trials`` is the total number of finished (complete or pruned) trials the study should
+    hold: running the same configuration again resumes and only runs the missing ones.
+    """
+
+    data: str = "builtin:breast_cancer"
+    target: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+    task: Task | None = None
+    metric: MetricName | None = None
+    folds: int = 5
+    max_folds: int | None = None
+    fold_column: str | None = None
+    sampler: SamplerName = SamplerName.TPE
+    pruner: PrunerName = PrunerName.MEDIAN
+    trials: int | None = None
+    timeout: float | None = None
+    seed: int = 42
+    space: str | None = None
+    grid_points: int = 3
+    patience: int = 5
+    study: str | None = None
+    storage: str | None = None
+    output_dir: str | None = None
+    warm_start: bool = True
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if self.folds < 2:
+            problems.append(f"--folds must be at least 2, but got {self.folds}")
+        if self.max_folds is not None and not 1 <= self.max_folds <= self.folds:
+            problems.append(
+                f"--max-folds must be between 1 and --folds={self.folds}, "
+                f"but got {self.max_folds}"
+            )
+        if self.trials is not None and self.trials < 1:
+            problems.append(f"--trials must be at least 1, but got {self.trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            problems.append(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if self.grid_points < 2:
+            problems.append(f"--grid-points must be at least 2, but got {self.grid_points}")
+        if self.patience < 1:
+            problems.append(f"--patience must be at least 1, but got {self.patience}")
+        if self.study is not None and not _STUDY_NAME.match(self.study):
+            problems.append(
+                f"--study {self.study!r} is not a valid name; use letters, digits, '_', '.', '-'"
+            )
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            problems.append(f"--device must be auto, cpu, cuda or cuda:N, but got {self.device!r}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    @property
+    def n_trials(self) -> int | None:
+        """Trials to aim for: the given count, 20 when neither a count nor a timeout is set."""
+        if self.trials is None and self.timeout is None:
+            return 20
+        return self.trials
+
+    @property
+    def study_name(self) -> str:
+        if self.study:
+            return self.study
+        stem = self.data.removeprefix("builtin:")
+        stem = Path(stem).name
+        for suffix in (".gz", ".csv", ".tsv", ".parquet", ".pq", ".txt"):
+            stem = stem.removesuffix(suffix)
+        target = "-".join(self.target) if self.target else ""
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}-{target}" if target else stem)
+        return name.strip("_.-")[:100] or "study"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("runs") / self.study_name
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, StrEnum):
+                value = value.value
+            out[f.name] = value
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that must match for a study to be resumed with this configuration."""
+        keys = ("data", "target", "drop", "task", "metric", "folds", "fold_column", "seed")
+        full = self.to_dict()
+        return {k: full[k] for k in keys}

@@ -1,0 +1,23 @@
+"""Data stage: read tables, infer the task, assign folds, preprocess per fold."""
+
+from dnntune.data._dataset import Dataset, build_dataset
+from dnntune.data._folds import assign_folds, folds_from_column
+from dnntune.data._io import Builtin, LoadedTable, load_table
+from dnntune.data._preprocess import ColumnPlan, Preprocessor, plan_columns
+from dnntune.data._target import Target, encode_target, infer_task
+
+__all__ = [
+    "Builtin",
+    "ColumnPlan",
+    "Dataset",
+    "LoadedTable",
+    "Preprocessor",
+    "Target",
+    "assign_folds",
+    "build_dataset",
+    "encode_target",
+    "folds_from_column",
+    "infer_task",
+    "load_table",
+    "plan_columns",
+]

@@ -1,0 +1,111 @@
+"""From a table and the user's column choices to features, an encoded target and folds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from dnntune._names import did_you_mean, short_list
+from dnntune.config import Task
+from dnntune.data._folds import assign_folds, folds_from_column
+from dnntune.data._io import LoadedTable
+from dnntune.data._preprocess import ColumnPlan, plan_columns
+from dnntune.data._target import Target, encode_target, infer_task
+from dnntune.exceptions import DataError
+
+__all__ = ["Dataset", "build_dataset"]
+
+
+@dataclass
+class Dataset:
+    """A table ready for cross-validation. ``features`` still holds raw values."""
+
+    features: pd.DataFrame
+    target: Target
+    folds: np.ndarray
+    plan: ColumnPlan
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def task(self) -> Task:
+        return self.target.task
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.features)
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.folds.max()) + 1
+
+
+def _check_columns(frame: pd.DataFrame, names: tuple[str, ...], option: str) -> None:
+    missing = [n for n in names if n not in frame.columns]
+    if not missing:
+        return
+    hints = "".join(did_you_mean(m, frame.columns) for m in missing[:1])
+    raise DataError(
+        f"{option} column{'s' if len(missing) > 1 else ''} {short_list(missing)} not in the "
+        f"table{hints}; the table has {len(frame.columns)} columns: "
+        f"{short_list(list(frame.columns))}"
+    )
+
+
+def build_dataset(
+    table: LoadedTable,
+    *,
+    target: tuple[str, ...] = (),
+    drop: tuple[str, ...] = (),
+    task: Task | None = None,
+    folds: int = 5,
+    fold_column: str | None = None,
+    seed: int = 42,
+) -> Dataset:
+    """Validate the column choices, encode the target and assign folds."""
+    frame = table.frame
+    target = target or table.default_target
+    if not target:
+        raise DataError(
+            f"no --target given for {table.name!r}; name the column to predict, e.g. "
+            f"--target {frame.columns[-1]}"
+        )
+    _check_columns(frame, target, "--target")
+    _check_columns(frame, drop, "--drop")
+    if fold_column is not None:
+        _check_columns(frame, (fold_column,), "--fold-column")
+    clash = set(target) & ({*drop} | {fold_column})
+    if clash:
+        raise DataError(f"column {short_list(sorted(clash))} is both the target and dropped")
+
+    notes: list[str] = []
+    y = frame[list(target)]
+    has_target = y.notna().all(axis=1).to_numpy()
+    if not has_target.all():
+        notes.append(f"dropped {int((~has_target).sum())} rows with a missing target")
+        frame = frame.loc[has_target].reset_index(drop=True)
+        y = y.loc[has_target].reset_index(drop=True)
+    if len(frame) == 0:
+        raise DataError(f"target {short_list(target)} is missing in every row of {table.name!r}")
+
+    task = task or infer_task(y)
+    encoded = encode_target(y, task)
+    if fold_column is not None:
+        fold_ids = folds_from_column(frame[fold_column])
+    else:
+        fold_ids = assign_folds(encoded, folds, seed)
+
+    excluded = {*target, *drop} | ({fold_column} if fold_column else set())
+    features = frame[[c for c in frame.columns if c not in excluded]]
+    if features.shape[1] == 0:
+        raise DataError("no feature columns left after removing the target and --drop columns")
+    plan = plan_columns(features)
+    if not plan.features:
+        raise DataError(
+            "every feature column was dropped as constant or ID-like: "
+            + "; ".join(plan.notes())
+        )
+    notes += plan.notes()
+    return Dataset(features, encoded, fold_ids, plan, table.source, notes)

@@ -1,0 +1,118 @@
+"""Read a table from a file or from scikit-learn's bundled data sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import pandas as pd
+
+from dnntune._names import did_you_mean
+from dnntune.exceptions import DataError
+
+__all__ = ["Builtin", "LoadedTable", "load_table"]
+
+
+class Builtin(StrEnum):
+    """Data sets bundled with scikit-learn, usable as ``--data builtin:NAME``."""
+
+    BREAST_CANCER = "breast_cancer"
+    DIGITS = "digits"
+    DIABETES = "diabetes"
+
+
+_SUFFIXES = {
+    ".csv": ",",
+    ".csv.gz": ",",
+    ".tsv": "\t",
+    ".tsv.gz": "\t",
+    ".tab": "\t",
+    ".txt": None,
+    ".txt.gz": None,
+}
+_PARQUET = (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class LoadedTable:
+    """A table as read, with where it came from and its default target (builtins only)."""
+
+    frame: pd.DataFrame
+    source: str
+    default_target: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.source if self.source.startswith("builtin:") else Path(self.source).name
+
+
+def _load_builtin(name: str) -> LoadedTable:
+    from sklearn import datasets
+
+    try:
+        which = Builtin(name)
+    except ValueError:
+        valid = ", ".join(f"builtin:{b.value}" for b in Builtin)
+        raise DataError(
+            f"unknown built-in data set {name!r}{did_you_mean(name, [b.value for b in Builtin])}; "
+            f"choose one of: {valid}"
+        ) from None
+    loader = {
+        Builtin.BREAST_CANCER: datasets.load_breast_cancer,
+        Builtin.DIGITS: datasets.load_digits,
+        Builtin.DIABETES: datasets.load_diabetes,
+    }[which]
+    bunch = loader(as_frame=True)
+    frame = bunch.frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    return LoadedTable(frame=frame, source=f"builtin:{which.value}", default_target=("target",))
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in sorted([*_SUFFIXES, *_PARQUET], key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    return path.suffix.lower()
+
+
+def load_table(source: str) -> LoadedTable:
+    """Read ``source``: ``builtin:NAME``, or a CSV/TSV file (optionally gzipped) or Parquet file.
+
+    The strings ``NA``, ``NULL``, ``NaN`` and empty cells are read as missing values.
+    """
+    if source.startswith("builtin:"):
+        return _load_builtin(source.removeprefix("builtin:"))
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"data file {source!r} does not exist; check the path passed to --data")
+    if path.is_dir():
+        raise DataError(f"--data {source!r} is a folder; pass a CSV, TSV or Parquet file")
+    suffix = _suffix(path)
+    try:
+        if suffix in _PARQUET:
+            frame = pd.read_parquet(path)
+        elif suffix in _SUFFIXES:
+            sep = _SUFFIXES[suffix]
+            frame = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c",
+                                low_memory=False)
+        else:
+            raise DataError(
+                f"cannot tell the format of {source!r} from its suffix {suffix!r}; "
+                "use .csv, .tsv, .csv.gz, .tsv.gz or .parquet"
+            )
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file {source!r} is empty; pass a table with a header and rows") from None
+    except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
+        kind = "Parquet" if suffix in _PARQUET else "CSV/TSV"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"cannot read {source!r} as {kind}: {reason}; check that the file is a valid {kind} table"
+        ) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.shape[1] == 0 or len(frame) == 0:
+        raise DataError(f"data file {source!r} has no rows; pass a table with a header and rows")
+    return LoadedTable(frame=frame, source=str(source))

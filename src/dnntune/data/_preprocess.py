@@ -1,0 +1,223 @@
+"""Column roles for a table and the per-fold preprocessing fitted on training rows only.
+
+The fitted state is plain JSON (lists, numbers, strings) so it can be stored beside the model
+weights and loaded back without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ColumnPlan", "Preprocessor", "plan_columns"]
+
+MISSING = "__missing__"
+OTHER = "__other__"
+MAX_ONEHOT_INT_LEVELS = 10  # integer columns with at most this many values are categorical
+ID_UNIQUE_FRACTION = 0.5  # a string column with more distinct values than this share is an ID
+
+
+@dataclass
+class ColumnPlan:
+    """Which columns are numeric, categorical or dates, and which are dropped and why."""
+
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    datetime: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.datetime, *self.categorical]
+
+    def notes(self) -> list[str]:
+        out = [f"dropped column {c!r}: {why}" for c, why in self.dropped.items()]
+        out += [f"column {c!r} read as dates (days since 1970-01-01)" for c in self.datetime]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "datetime": self.datetime,
+            "dropped": self.dropped,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ColumnPlan:
+        return cls(list(d["numeric"]), list(d["categorical"]), list(d["datetime"]),
+                   dict(d["dropped"]))
+
+
+def _is_stringy(col: pd.Series) -> bool:
+    return not pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_datetime64_any_dtype(col)
+
+
+def _looks_like_dates(col: pd.Series) -> bool:
+    sample = col.dropna().astype(str).head(200)
+    if len(sample) < 5 or not sample.str.contains(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}").all():
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() >= 0.95)
+
+
+def plan_columns(frame: pd.DataFrame) -> ColumnPlan:
+    """Decide each feature column's role from the whole table (no target, no statistics kept)."""
+    plan = ColumnPlan()
+    n = len(frame)
+    for name in frame.columns:
+        col = frame[name]
+        n_unique = col.nunique(dropna=False)
+        if n_unique <= 1:
+            plan.dropped[name] = "constant (one value in every row)"
+        elif pd.api.types.is_bool_dtype(col):
+            plan.categorical.append(name)
+        elif pd.api.types.is_datetime64_any_dtype(col):
+            plan.datetime.append(name)
+        elif _is_stringy(col):
+            if _looks_like_dates(col):
+                plan.datetime.append(name)
+            elif n > 20 and n_unique > ID_UNIQUE_FRACTION * n:
+                plan.dropped[name] = f"ID-like ({n_unique} distinct values in {n} rows)"
+            else:
+                plan.categorical.append(name)
+        else:
+            values = col.dropna().to_numpy(dtype=float)
+            integral = bool(np.all(values == np.round(values)))
+            if integral and n > 20 and col.nunique() == n:
+                plan.dropped[name] = f"ID-like (a distinct integer in each of the {n} rows)"
+            elif integral and col.nunique() <= MAX_ONEHOT_INT_LEVELS:
+                plan.categorical.append(name)
+            else:
+                plan.numeric.append(name)
+    return plan
+
+
+def _levels(col: pd.Series) -> np.ndarray:
+    """Category labels as strings; integral numbers print without '.0', missing is MISSING."""
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        arr = col.to_numpy(dtype=float)
+        out = np.full(arr.shape, MISSING, dtype=object)
+        ok = ~np.isnan(arr)
+        integral = ok & (arr == np.round(arr))
+        out[integral] = arr[integral].astype(np.int64).astype(str)
+        other = ok & ~integral
+        out[other] = arr[other].astype(str)
+        return out
+    out = col.astype(object).to_numpy()
+    mask = pd.isna(out)
+    result = out.astype(str).astype(object)
+    result[mask] = MISSING
+    return result
+
+
+def _to_days(col: pd.Series) -> np.ndarray:
+    if not pd.api.types.is_datetime64_any_dtype(col):
+        col = pd.to_datetime(col.astype(object), errors="coerce", format="mixed")
+    stamps = col.dt.tz_localize(None) if getattr(col.dt, "tz", None) is not None else col
+    days = (stamps - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+    return days.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _numeric(col: pd.Series) -> np.ndarray:
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+class Preprocessor:
+    """Impute, standardize and one-hot encode, fitted on one fold's training rows.
+
+    Numeric and date columns: median imputation, a 0/1 missing indicator when the training rows
+    had missing values, then standardization. Categorical columns: one-hot over the levels seen
+    at least ``min_frequency`` times in training (at most ``max_levels``); rarer and unseen
+    levels share one ``__other__`` column, and missing values are a level of their own.
+    """
+
+    def __init__(self, plan: ColumnPlan, *, min_frequency: int | None = None,
+                 max_levels: int = 64) -> None:
+        self.plan = plan
+        self.min_frequency = min_frequency
+        self.max_levels = max_levels
+
+    def fit(self, frame: pd.DataFrame) -> Preprocessor:
+        n = len(frame)
+        min_freq = self.min_frequency or max(5, math.ceil(0.0005 * n))
+        self.numeric_: dict[str, dict[str, float | bool]] = {}
+        for name in [*self.plan.numeric, *self.plan.datetime]:
+            arr = self._raw_numeric(frame, name)
+            missing = np.isnan(arr)
+            median = float(np.median(arr[~missing])) if (~missing).any() else 0.0
+            filled = np.where(missing, median, arr)
+            std = float(filled.std())
+            self.numeric_[name] = {
+                "median": median,
+                "mean": float(filled.mean()),
+                "scale": std if std > 1e-12 else 1.0,
+                "indicator": bool(missing.any()),
+            }
+        self.categories_: dict[str, list[str]] = {}
+        for name in self.plan.categorical:
+            counts = pd.Series(_levels(frame[name])).value_counts()
+            kept = counts[counts >= min_freq].head(self.max_levels)
+            self.categories_[name] = sorted(str(v) for v in kept.index)
+        self.feature_names_ = self._feature_names()
+        return self
+
+    def _raw_numeric(self, frame: pd.DataFrame, name: str) -> np.ndarray:
+        col = frame[name]
+        return _to_days(col) if name in self.plan.datetime else _numeric(col)
+
+    def _feature_names(self) -> list[str]:
+        names: list[str] = []
+        for name, st in self.numeric_.items():
+            names.append(name)
+            if st["indicator"]:
+                names.append(f"{name}__missing")
+        for name, levels in self.categories_.items():
+            names += [f"{name}={lvl}" for lvl in levels] + [f"{name}={OTHER}"]
+        return names
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names_)
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Return a float32 matrix of shape (rows, n_features)."""
+        n = len(frame)
+        out = np.zeros((n, self.n_features), dtype=np.float32)
+        j = 0
+        for name, st in self.numeric_.items():
+            arr = self._raw_numeric(frame, name)
+            missing = np.isnan(arr)
+            filled = np.where(missing, st["median"], arr)
+            out[:, j] = (filled - st["mean"]) / st["scale"]
+            j += 1
+            if st["indicator"]:
+                out[:, j] = missing
+                j += 1
+        rows = np.arange(n)
+        for name, levels in self.categories_.items():
+            codes = pd.Categorical(_levels(frame[name]), categories=levels).codes.astype(np.int64)
+            codes[codes < 0] = len(levels)  # rare or unseen: the __other__ column
+            out[rows, j + codes] = 1.0
+            j += len(levels) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan.to_dict(),
+            "numeric": self.numeric_,
+            "categories": self.categories_,
+            "feature_names": self.feature_names_,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
+        self = cls(ColumnPlan.from_dict(d["plan"]))
+        self.numeric_ = {k: dict(v) for k, v in d["numeric"].items()}
+        self.categories_ = {k: list(v) for k, v in d["categories"].items()}
+        self.feature_names_ = list(d["feature_names"])
+        return self

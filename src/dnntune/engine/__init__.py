@@ -1,0 +1,21 @@
+"""Engine stage: the training loop, optimizers, evaluation and metrics."""
+
+from dnntune.engine._metrics import METRICS, Metric, default_metric, resolve_metric, to_predictions
+from dnntune.engine._optim import OPTIMIZERS, make_optimizer, resolve_device
+from dnntune.engine._train import FitResult, FoldTensors, evaluate, fit, predict_outputs
+
+__all__ = [
+    "METRICS",
+    "OPTIMIZERS",
+    "FitResult",
+    "FoldTensors",
+    "Metric",
+    "default_metric",
+    "evaluate",
+    "fit",
+    "make_optimizer",
+    "predict_outputs",
+    "resolve_device",
+    "resolve_metric",
+    "to_predictions",
+]

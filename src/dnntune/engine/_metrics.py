@@ -1,0 +1,115 @@
+"""Validation metrics computed from the model's raw outputs, one registry keyed by name."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit, softmax
+from sklearn import metrics as skm
+
+from dnntune.config import MetricName, Task, parse_choice
+from dnntune.exceptions import ConfigError
+
+__all__ = ["METRICS", "Metric", "default_metric", "resolve_metric", "to_predictions"]
+
+
+def to_predictions(outputs: np.ndarray, task: Task) -> np.ndarray:
+    """Probabilities (classification) or values (regression, already de-standardized)."""
+    if task in (Task.BINARY, Task.MULTILABEL):
+        return expit(outputs)
+    if task is Task.MULTICLASS:
+        return softmax(outputs, axis=1)
+    return outputs
+
+
+def _binary_proba(p: np.ndarray) -> np.ndarray:
+    return p[:, 0] if p.ndim == 2 else p
+
+
+def _roc_auc(y: np.ndarray, p: np.ndarray, task: Task) -> float:
+    if task is Task.BINARY:
+        return float(skm.roc_auc_score(y, _binary_proba(p)))
+    if task is Task.MULTICLASS:
+        return float(skm.roc_auc_score(y, p, multi_class="ovr", average="macro",
+                                       labels=np.arange(p.shape[1])))
+    # Multilabel: the mean over labels that have both classes in this fold.
+    defined = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+    if not defined:
+        return math.nan
+    return float(np.mean([skm.roc_auc_score(y[:, j], p[:, j]) for j in defined]))
+
+
+def _logloss(y: np.ndarray, p: np.ndarray, task: Task) -> float:
+    if task is Task.BINARY:
+        return float(skm.log_loss(y, _binary_proba(p), labels=[0, 1]))
+    return float(skm.log_loss(y, p, labels=np.arange(p.shape[1])))
+
+
+def _accuracy(y: np.ndarray, p: np.ndarray, task: Task) -> float:
+    if task is Task.BINARY:
+        return float(np.mean((_binary_proba(p) >= 0.5) == y))
+    return float(np.mean(p.argmax(axis=1) == y))
+
+
+def _rmse(y: np.ndarray, p: np.ndarray, task: Task) -> float:
+    return float(np.sqrt(np.mean((p.reshape(y.shape) - y) ** 2)))
+
+
+def _mae(y: np.ndarray, p: np.ndarray, task: Task) -> float:
+    return float(np.mean(np.abs(p.reshape(y.shape) - y)))
+
+
+def _r2(y: np.ndarray, p: np.ndarray, task: Task) -> float:
+    return float(skm.r2_score(y, p.reshape(y.shape)))
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: MetricName
+    fn: Callable[[np.ndarray, np.ndarray, Task], float]
+    direction: str  # "maximize" or "minimize"
+    tasks: tuple[Task, ...]
+
+    def __call__(self, y_true: np.ndarray, predictions: np.ndarray, task: Task) -> float:
+        return self.fn(y_true, predictions, task)
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether score ``a`` is strictly better than ``b``."""
+        return a > b if self.direction == "maximize" else a < b
+
+
+_CLS = (Task.BINARY, Task.MULTICLASS)
+METRICS: dict[MetricName, Metric] = {
+    MetricName.ROC_AUC: Metric(MetricName.ROC_AUC, _roc_auc, "maximize", (*_CLS, Task.MULTILABEL)),
+    MetricName.LOGLOSS: Metric(MetricName.LOGLOSS, _logloss, "minimize", _CLS),
+    MetricName.ACCURACY: Metric(MetricName.ACCURACY, _accuracy, "maximize", _CLS),
+    MetricName.RMSE: Metric(MetricName.RMSE, _rmse, "minimize", (Task.REGRESSION,)),
+    MetricName.MAE: Metric(MetricName.MAE, _mae, "minimize", (Task.REGRESSION,)),
+    MetricName.R2: Metric(MetricName.R2, _r2, "maximize", (Task.REGRESSION,)),
+}
+
+_DEFAULTS = {
+    Task.BINARY: MetricName.ROC_AUC,
+    Task.MULTICLASS: MetricName.LOGLOSS,
+    Task.REGRESSION: MetricName.RMSE,
+    Task.MULTILABEL: MetricName.ROC_AUC,
+}
+
+
+def default_metric(task: Task) -> Metric:
+    return METRICS[_DEFAULTS[task]]
+
+
+def resolve_metric(name: str | MetricName | None, task: Task) -> Metric:
+    """The metric named ``name`` (or the task's default), checked against the task."""
+    if name is None:
+        return default_metric(task)
+    metric = METRICS[parse_choice(MetricName, name, "metric")]
+    if task not in metric.tasks:
+        valid = ", ".join(m.value for m, v in METRICS.items() if task in v.tasks)
+        raise ConfigError(f"metric {metric.name.value!r} does not apply to a {task.value} task; "
+                          f"choose one of: {valid}")
+    return metric

@@ -1,0 +1,136 @@
+"""The training loop: tensors on the device, shuffled index batches, one sync per epoch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from dnntune.config import Task
+from dnntune.engine._metrics import Metric, to_predictions
+from dnntune.engine._optim import make_optimizer
+
+__all__ = ["FitResult", "FoldTensors", "fit", "predict_outputs"]
+
+
+@dataclass
+class FoldTensors:
+    """One fold's preprocessed data on the device.
+
+    ``y_train`` is (rows, outputs) float for BCE/MSE and (rows,) int64 class codes for
+    cross-entropy. ``y_valid_eval`` is the validation target in its original units (class codes, 0/1 labels or
+    raw regression values) for the metric; ``y_train`` is what the loss sees (standardized for
+    regression). ``y_scale``/``y_shift`` undo the standardization of regression outputs.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_valid: torch.Tensor
+    y_valid_eval: np.ndarray
+    task: Task
+    y_shift: float = 0.0
+    y_scale: float = 1.0
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+
+@dataclass
+class FitResult:
+    best_score: float
+    best_epoch: int  # 1-based
+    epochs_run: int
+    state_dict: dict[str, torch.Tensor]
+    history: list[float] = field(default_factory=list)
+
+
+def _loss_fn(task: Task) -> nn.Module:
+    if task in (Task.BINARY, Task.MULTILABEL):
+        return nn.BCEWithLogitsLoss()
+    if task is Task.MULTICLASS:
+        return nn.CrossEntropyLoss()
+    return nn.MSELoss()
+
+
+@torch.inference_mode()
+def predict_outputs(model: nn.Module, x: torch.Tensor, *, chunk: int = 65536) -> np.ndarray:
+    """Raw model outputs (logits or standardized values) as a float64 NumPy array."""
+    model.eval()
+    parts = [model(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
+    return torch.cat(parts).double().cpu().numpy()
+
+
+def evaluate(model: nn.Module, data: FoldTensors, metric: Metric) -> float:
+    outputs = predict_outputs(model, data.x_valid)
+    if not np.isfinite(outputs).all():
+        return math.nan
+    if data.task is Task.REGRESSION:
+        outputs = outputs[:, 0] * data.y_scale + data.y_shift
+    elif data.task is Task.BINARY:
+        outputs = outputs[:, 0]
+    return metric(data.y_valid_eval, to_predictions(outputs, data.task), data.task)
+
+
+def fit(
+    model: nn.Module,
+    data: FoldTensors,
+    *,
+    metric: Metric,
+    optimizer: str,
+    learning_rate: float,
+    weight_decay: float,
+    batch_size: int,
+    epochs: int,
+    patience: int,
+    generator: torch.Generator,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on one fold with early stopping; restore and return the best epoch.
+
+    ``on_epoch(epoch, score)`` runs after each epoch's evaluation; it may raise to stop the run
+    (the objective uses it for pruning and for the study's deadline).
+    """
+    device = data.x_train.device
+    loss_fn = _loss_fn(data.task)
+    opt = make_optimizer(optimizer, model.parameters(), learning_rate=learning_rate,
+                         weight_decay=weight_decay)
+    n = data.n_train
+    batch_size = min(batch_size, n)
+    # A last batch of one row breaks BatchNorm; drop a remainder that small.
+    n_batches = n // batch_size if n % batch_size == 1 else math.ceil(n / batch_size)
+    best_score, best_epoch, best_state = math.nan, 0, None
+    history: list[float] = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(n, device=device, generator=generator)
+        total = torch.zeros((), device=device)
+        for b in range(n_batches):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        # One CPU-GPU sync per epoch: a diverged run (NaN loss) stops here.
+        if not math.isfinite(float(total)):
+            history.append(math.nan)
+            break
+        score = evaluate(model, data, metric)
+        history.append(score)
+        if best_state is None or (math.isfinite(score) and metric.better(score, best_score)):
+            best_score, best_epoch = score, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(epoch, score)
+        if epoch - best_epoch >= patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return FitResult(best_score, best_epoch, len(history), best_state, history)

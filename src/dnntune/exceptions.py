@@ -1,0 +1,38 @@
+"""The errors dnntune raises for bad input.
+
+Every error says what is wrong, the offending name and value, and how to fix it. The CLI prints
+``str(error)`` on one line (or one line per problem for :class:`SpaceError`) and exits with 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["ConfigError", "DataError", "DnntuneError", "SpaceError", "StorageError"]
+
+
+class DnntuneError(Exception):
+    """Base class of the errors caused by the user's input, not by a bug."""
+
+
+class DataError(DnntuneError):
+    """The table, its columns or its target cannot be used as asked."""
+
+
+class ConfigError(DnntuneError):
+    """An option has a value outside its valid set or range."""
+
+
+class StorageError(DnntuneError):
+    """The study storage cannot be opened, or the study in it does not match."""
+
+
+class SpaceError(DnntuneError):
+    """A search space is invalid; ``problems`` lists every problem found, one per entry."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = f"invalid search space {source}: {n} problem{'s' if n != 1 else ''}"
+        super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))

@@ -1,0 +1,205 @@
+"""The Optuna objective: folds prepared once, then trial -> parameters -> K fits -> mean score.
+
+Pruning across folds. Every trial visits the folds in the same order and reports, after each
+epoch, the running cross-validation estimate: the mean of the finished folds' best scores and the
+current fold's best score so far, at step ``fold * epoch_slot + epoch`` (``epoch_slot`` is the
+largest epoch count the space allows). Trials are therefore compared at the same fold and epoch,
+so a trial that is bad on its first fold is pruned there, after a fraction of its cost; a pruned
+trial keeps its reported values, which the samplers use.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+
+from dnntune.config import Task
+from dnntune.data import Dataset, Preprocessor
+from dnntune.engine import FoldTensors, Metric, fit
+from dnntune.model import make_mlp
+from dnntune.space import FixedParam, IntParam, SearchSpace, suggest
+
+__all__ = ["BestModel", "Objective", "PreparedFold", "auto_batch_size", "epoch_slot", "prepare_fold"]
+
+
+def auto_batch_size(n_train: int) -> int:
+    """A power of two near ``n_train / 50``, between 32 and 512."""
+    return int(min(512, max(32, 2 ** round(math.log2(max(n_train, 1) / 50)))))
+
+
+def epoch_slot(space: SearchSpace) -> int:
+    """The largest epoch count a trial may use: the width of one fold in pruning steps."""
+    p = space.params.get("epochs")
+    if isinstance(p, IntParam):
+        return p.high
+    if isinstance(p, FixedParam):
+        return int(p.value)
+    return int(space.fixed_defaults["epochs"])
+
+
+@dataclass
+class PreparedFold:
+    index: int
+    preprocessor: Preprocessor
+    tensors: FoldTensors
+
+
+def prepare_fold(dataset: Dataset, fold: int, device: torch.device) -> PreparedFold:
+    """Fit the preprocessing on the fold's training rows only and move both parts to the device."""
+    train = dataset.folds != fold
+    frame = dataset.features
+    pre = Preprocessor(dataset.plan).fit(frame.loc[train])
+    x_train = torch.from_numpy(pre.transform(frame.loc[train])).to(device)
+    x_valid = torch.from_numpy(pre.transform(frame.loc[~train])).to(device)
+    y = dataset.target.values
+    task = dataset.task
+    shift, scale = 0.0, 1.0
+    if task is Task.MULTICLASS:
+        y_train = torch.from_numpy(y[train]).to(device)
+    elif task is Task.MULTILABEL:
+        y_train = torch.from_numpy(y[train]).to(device)
+    else:
+        yt = y[train].astype(np.float32)
+        if task is Task.REGRESSION:
+            shift = float(yt.mean())
+            scale = float(yt.std()) or 1.0
+            yt = (yt - shift) / scale
+        y_train = torch.from_numpy(yt.reshape(-1, 1)).to(device)
+    tensors = FoldTensors(x_train, y_train, x_valid, y[~train], task, shift, scale)
+    return PreparedFold(fold, pre, tensors)
+
+
+@dataclass
+class BestModel:
+    """The fold models of the best trial so far (CPU state dicts) and their preprocessing."""
+
+    trial_number: int
+    value: float
+    params: dict[str, Any]
+    fold_scores: list[float]
+    best_epochs: list[int]
+    states: list[dict[str, torch.Tensor]]
+    folds: list[PreparedFold] = field(repr=False, default_factory=list)
+    d_in: int = 0
+    d_out: int = 1
+
+    def build(self, i: int = 0) -> nn.Module:
+        """The trained model of fold ``i`` as an ``nn.Module`` on the CPU, in eval mode."""
+        model = make_mlp(d_in=self.folds[i].preprocessor.n_features, d_out=self.d_out,
+                         **model_kwargs(self.params))
+        model.load_state_dict(self.states[i])
+        return model.eval()
+
+
+def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    keys = ("num_layers", "hidden_size", "dropout", "activation", "batch_norm")
+    return {k: params[k] for k in keys}
+
+
+class Objective:
+    """Callable objective for ``study.optimize``. Keeps the best trial's fold models."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        space: SearchSpace,
+        metric: Metric,
+        *,
+        device: torch.device,
+        patience: int = 5,
+        max_folds: int | None = None,
+        seed: int = 42,
+        deadline: float | None = None,
+        best_value: float | None = None,
+        on_new_best: Callable[[BestModel], None] | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.space = space
+        self.metric = metric
+        self.device = device
+        self.patience = patience
+        self.n_folds = min(max_folds or dataset.n_folds, dataset.n_folds)
+        self.seed = seed
+        self.deadline = deadline
+        self.best_value = best_value
+        self.best: BestModel | None = None
+        self.on_new_best = on_new_best
+        self.epoch_slot = epoch_slot(space)
+        self._folds: dict[int, PreparedFold] = {}
+
+    @property
+    def max_steps(self) -> int:
+        return self.n_folds * self.epoch_slot
+
+    def fold(self, k: int) -> PreparedFold:
+        if k not in self._folds:
+            self._folds[k] = prepare_fold(self.dataset, k, self.device)
+        return self._folds[k]
+
+    def _check_deadline(self, trial: optuna.trial.Trial) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            trial.set_user_attr("stop_reason", "timeout")
+            raise optuna.TrialPruned("the study's --timeout was reached during this trial")
+
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        params = suggest(trial, self.space)
+        d_out = self.dataset.target.n_outputs if self.dataset.task is not Task.BINARY else 1
+        scores: list[float] = []
+        epochs_used: list[int] = []
+        states: list[dict[str, torch.Tensor]] = []
+        for k in range(self.n_folds):
+            self._check_deadline(trial)
+            fold = self.fold(k)
+            batch_size = params["batch_size"] or auto_batch_size(fold.tensors.n_train)
+            params["batch_size"] = batch_size
+            seed = (self.seed * 1_000_003 + trial.number * 101 + k) % (2**63)
+            torch.manual_seed(seed)
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            model = make_mlp(d_in=fold.preprocessor.n_features, d_out=d_out,
+                             **model_kwargs(params)).to(self.device)
+            done = sum(scores)
+            best_in_fold = [math.nan]
+
+            def on_epoch(epoch: int, score: float, k: int = k, done: float = done,
+                         best_in_fold: list[float] = best_in_fold) -> None:
+                b = best_in_fold[0]
+                if math.isnan(b) or (math.isfinite(score) and self.metric.better(score, b)):
+                    best_in_fold[0] = b = score
+                if math.isfinite(b):
+                    trial.report((done + b) / (k + 1), k * self.epoch_slot + epoch)
+                    if trial.should_prune():
+                        trial.set_user_attr("pruned_at_fold", k)
+                        raise optuna.TrialPruned(f"pruned at fold {k}, epoch {epoch}")
+                self._check_deadline(trial)
+
+            result = fit(
+                model, fold.tensors, metric=self.metric, optimizer=params["optimizer"],
+                learning_rate=params["learning_rate"], weight_decay=params["weight_decay"],
+                batch_size=batch_size, epochs=params["epochs"], patience=self.patience,
+                generator=generator, on_epoch=on_epoch,
+            )
+            scores.append(result.best_score)
+            epochs_used.append(result.best_epoch)
+            states.append({n: t.detach().cpu() for n, t in result.state_dict.items()})
+        value = float(np.mean(scores))
+        trial.set_user_attr("fold_scores", scores)
+        trial.set_user_attr("best_epochs", epochs_used)
+        trial.set_user_attr("batch_size", params["batch_size"])
+        if math.isfinite(value) and (
+            self.best_value is None or self.metric.better(value, self.best_value)
+        ):
+            self.best_value = value
+            self.best = BestModel(trial.number, value, dict(params), scores, epochs_used, states,
+                                  [self._folds[k] for k in range(self.n_folds)],
+                                  self._folds[0].preprocessor.n_features, d_out)
+            if self.on_new_best is not None:
+                self.on_new_best(self.best)
+        return value

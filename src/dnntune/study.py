@@ -1,0 +1,232 @@
+"""Run a tuning study: data, space, sampler, pruner and storage put together; outputs written."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from torch import nn
+
+from dnntune.artifacts import atomic_path, save_model, torch_versions, write_json
+from dnntune.config import TuneConfig
+from dnntune.data import Dataset, build_dataset, load_table
+from dnntune.engine import Metric, resolve_device, resolve_metric
+from dnntune.exceptions import StorageError
+from dnntune.objective import BestModel, Objective
+from dnntune.pruners import make_pruner
+from dnntune.samplers import make_sampler, silence_experimental_warnings
+from dnntune.space import SearchSpace, default_space, load_space
+from dnntune.storage import default_storage_url, open_storage, redact
+
+__all__ = ["TuneResult", "tune"]
+
+CONFIG_ATTR = "dnntune_config"
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+@dataclass
+class TuneResult:
+    """What a study produced. ``model`` is the best trial's first-fold model (None when the best
+    trial ran in an earlier session; its saved copy is in ``run_dir / 'model'``)."""
+
+    study: optuna.Study
+    metric: Metric
+    run_dir: Path
+    best: BestModel | None
+    notes: list[str] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    @property
+    def best_trial(self) -> optuna.trial.FrozenTrial:
+        return self.study.best_trial
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return self.study.best_params
+
+    @property
+    def best_value(self) -> float:
+        return self.study.best_value
+
+    @property
+    def model(self) -> nn.Module | None:
+        return self.best.build(0) if self.best is not None else None
+
+    @property
+    def models(self) -> list[nn.Module]:
+        return [self.best.build(i) for i in range(len(self.best.states))] if self.best else []
+
+
+def _file_digest(source: str) -> str | None:
+    path = Path(source)
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_study(config: TuneConfig, metric: Metric, sampler: optuna.samplers.BaseSampler,
+                pruner: optuna.pruners.BasePruner, storage_url: str,
+                space: SearchSpace) -> optuna.Study:
+    storage = open_storage(storage_url)
+    name = config.study_name
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                    pruner=pruner, direction=metric.direction, load_if_exists=True)
+    except ValueError as exc:
+        raise StorageError(f"cannot use study {name!r} in {redact(storage_url)!r}: {exc}") from None
+    if study.direction.name.lower() != metric.direction:
+        raise StorageError(
+            f"study {name!r} in {redact(storage_url)!r} was created to "
+            f"{study.direction.name.lower()}, but metric {metric.name.value!r} must be "
+            f"{metric.direction}d; use another --study name"
+        )
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    wanted = {**config.identity(), "metric": metric.name.value, "space": space.to_dict()}
+    if stored is None:
+        study.set_user_attr(CONFIG_ATTR, wanted)
+        study.set_user_attr("config", config.to_dict())
+    elif stored != wanted:
+        diff = sorted(k for k in wanted if stored.get(k) != wanted[k])
+        raise StorageError(
+            f"study {name!r} in {redact(storage_url)!r} was run with different settings "
+            f"({', '.join(diff)}); rerun with the same settings to resume, or pass a new --study"
+        )
+    return study
+
+
+def tune(
+    config: TuneConfig | None = None,
+    *,
+    show_progress: bool = False,
+    on_note: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> TuneResult:
+    """Run (or resume) the study described by ``config``; write the run folder; return the result.
+
+    Keyword ``overrides`` build or amend the configuration: ``tune(data="x.csv", target=("y",))``.
+    """
+    t0 = time.monotonic()
+    if config is None:
+        config = TuneConfig(**overrides)
+    elif overrides:
+        config = TuneConfig(**{**config.__dict__, **overrides})
+    notes: list[str] = []
+
+    def note(msg: str) -> None:
+        notes.append(msg)
+        if on_note is not None:
+            on_note(msg)
+
+    # Everything that can be wrong with the input is checked before anything is written.
+    table = load_table(config.data)
+    dataset = build_dataset(table, target=config.target, drop=config.drop, task=config.task,
+                            folds=config.folds, fold_column=config.fold_column, seed=config.seed)
+    for msg in dataset.notes:
+        note(msg)
+    space = load_space(config.space) if config.space else default_space()
+    metric = resolve_metric(config.metric, dataset.task)
+    silence_experimental_warnings()
+    choice = make_sampler(config.sampler, space=space, seed=config.seed,
+                          grid_points=config.grid_points)
+    if choice.note:
+        note(choice.note)
+    deadline = t0 + config.timeout if config.timeout else None
+    objective = Objective(dataset, space, metric, device=resolve_device(config.device),
+                          patience=config.patience, max_folds=config.max_folds, seed=config.seed,
+                          deadline=deadline)
+    pruner = make_pruner(config.pruner, epoch_slot=objective.epoch_slot,
+                         max_steps=objective.max_steps)
+
+    run_dir = config.run_dir
+    created = not run_dir.exists()
+    storage_url = config.storage or default_storage_url(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        study = _load_study(config, metric, choice.sampler, pruner, storage_url, space)
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+    done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
+    if done:
+        note(f"resuming study {study.study_name!r}: {len(done)} finished trials")
+        completed = [t for t in done if t.state is optuna.trial.TrialState.COMPLETE]
+        if completed:
+            objective.best_value = study.best_value
+    elif config.warm_start and config.sampler.value != "grid" and space.warm_start():
+        study.enqueue_trial(space.warm_start(), skip_if_exists=True)
+    n_trials = config.n_trials
+    remaining = None if n_trials is None else max(n_trials - len(done), 0)
+
+    info = {
+        "task": dataset.task.value,
+        "metric": metric.name.value,
+        "direction": metric.direction,
+        "columns": list(dataset.features.columns),
+        "target": list(dataset.target.columns),
+        "classes": dataset.target.classes,
+        "data": {"source": dataset.source, "rows": dataset.n_rows,
+                 "sha256": _file_digest(dataset.source)},
+        "versions": torch_versions(),
+    }
+    objective.on_new_best = lambda best: save_model(best, run_dir / "model", info)
+
+    optuna_logger = logging.getLogger("optuna")
+    level = optuna_logger.level
+    if show_progress:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        if remaining != 0:
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            study.optimize(objective, n_trials=remaining, timeout=timeout,
+                           show_progress_bar=show_progress, gc_after_trial=False)
+    finally:
+        optuna_logger.setLevel(level)
+        wall = time.monotonic() - t0
+        _write_outputs(study, config, dataset, metric, run_dir, wall)
+    return TuneResult(study, metric, run_dir, objective.best, notes, wall)
+
+
+def _write_outputs(study: optuna.Study, config: TuneConfig, dataset: Dataset, metric: Metric,
+                   run_dir: Path, wall: float) -> None:
+    trials = study.get_trials(deepcopy=False)
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    has_best = any(t.state is optuna.trial.TrialState.COMPLETE and t.value is not None
+                   and math.isfinite(t.value) for t in trials)
+    best = study.best_trial if has_best else None
+    summary = {
+        "study": study.study_name,
+        "metric": metric.name.value,
+        "direction": metric.direction,
+        "task": dataset.task.value,
+        "best_value": best.value if best else None,
+        "best_trial": best.number if best else None,
+        "best_params": best.params if best else None,
+        "trials": counts,
+        "wall_time_s": round(wall, 2),
+        "data": {"source": dataset.source, "rows": dataset.n_rows, "folds": dataset.n_folds},
+        "sampler": config.sampler.value,
+        "pruner": config.pruner.value,
+        "config": config.to_dict(),
+    }
+    write_json(run_dir / "summary.json", summary)
+    if best:
+        write_json(run_dir / "best_params.json", best.params)
+    frame = study.trials_dataframe()
+    with atomic_path(run_dir / "trials.csv") as tmp:
+        frame.to_csv(tmp, index=False)
