@@ -27,7 +27,26 @@ from dnntune.engine import FoldTensors, Metric, fit
 from dnntune.model import make_mlp
 from dnntune.space import FixedParam, IntParam, SearchSpace, suggest
 
-__all__ = ["BestModel", "Objective", "PreparedFold", "auto_batch_size", "epoch_slot", "prepare_fold"]
+__all__ = [
+    "BestModel",
+    "Objective",
+    "PreparedFold",
+    "auto_batch_size",
+    "cv_step",
+    "epoch_slot",
+    "prepare_fold",
+    "running_estimate",
+]
+
+
+def cv_step(fold: int, epoch: int, slot: int) -> int:
+    """The pruning step of ``epoch`` (1-based) of fold ``fold`` (0-based)."""
+    return fold * slot + epoch
+
+
+def running_estimate(finished_scores: list[float], best_in_fold: float) -> float:
+    """Cross-validation estimate so far: mean of finished folds and the current fold's best."""
+    return (sum(finished_scores) + best_in_fold) / (len(finished_scores) + 1)
 
 
 def auto_batch_size(n_train: int) -> int:
@@ -165,16 +184,16 @@ class Objective:
             generator = torch.Generator(device=self.device).manual_seed(seed)
             model = make_mlp(d_in=fold.preprocessor.n_features, d_out=d_out,
                              **model_kwargs(params)).to(self.device)
-            done = sum(scores)
+            finished = list(scores)
             best_in_fold = [math.nan]
 
-            def on_epoch(epoch: int, score: float, k: int = k, done: float = done,
+            def on_epoch(epoch: int, score: float, k: int = k, finished: list[float] = finished,
                          best_in_fold: list[float] = best_in_fold) -> None:
                 b = best_in_fold[0]
                 if math.isnan(b) or (math.isfinite(score) and self.metric.better(score, b)):
                     best_in_fold[0] = b = score
                 if math.isfinite(b):
-                    trial.report((done + b) / (k + 1), k * self.epoch_slot + epoch)
+                    trial.report(running_estimate(finished, b), cv_step(k, epoch, self.epoch_slot))
                     if trial.should_prune():
                         trial.set_user_attr("pruned_at_fold", k)
                         raise optuna.TrialPruned(f"pruned at fold {k}, epoch {epoch}")

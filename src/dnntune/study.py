@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import shutil
 import time
@@ -184,17 +183,12 @@ def tune(
     }
     objective.on_new_best = lambda best: save_model(best, run_dir / "model", info)
 
-    optuna_logger = logging.getLogger("optuna")
-    level = optuna_logger.level
-    if show_progress:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         if remaining != 0:
             timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             study.optimize(objective, n_trials=remaining, timeout=timeout,
                            show_progress_bar=show_progress, gc_after_trial=False)
     finally:
-        optuna_logger.setLevel(level)
         wall = time.monotonic() - t0
         _write_outputs(study, config, dataset, metric, run_dir, wall)
     return TuneResult(study, metric, run_dir, objective.best, notes, wall)

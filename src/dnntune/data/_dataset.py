@@ -109,3 +109,22 @@ def build_dataset(
         )
     notes += plan.notes()
     return Dataset(features, encoded, fold_ids, plan, table.source, notes)
+
+
+def fold_table(
+    table: LoadedTable,
+    *,
+    target: tuple[str, ...] = (),
+    folds: int = 5,
+    seed: int = 42,
+    column: str = "kfold",
+) -> pd.DataFrame:
+    """The table with a fold column added (rows with a missing target are left out)."""
+    if column in table.frame.columns:
+        raise DataError(
+            f"the table already has a column {column!r}; pass another name with --fold-column"
+        )
+    dataset = build_dataset(table, target=target, folds=folds, seed=seed)
+    target = target or table.default_target
+    frame = table.frame.loc[table.frame[list(target)].notna().all(axis=1)].reset_index(drop=True)
+    return frame.assign(**{column: dataset.folds})

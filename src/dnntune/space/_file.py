@@ -155,7 +155,8 @@ def _parse_param(name: str, spec: Any, rule: ParamRule, problems: list[str]) -> 
         return None
     for key in ("low", "high"):
         if key not in spec:
-            bad(f"a {kind} range needs '{key}', e.g. {{low: 1, high: 4}}")
+            article = "an" if kind == "int" else "a"
+            bad(f"{article} {kind} range needs '{key}', e.g. {{low: 1, high: 4}}")
     if len(problems) > start:
         return None
     low, high = spec["low"], spec["high"]

@@ -1,0 +1,187 @@
+"""The ``dnntune`` command: a thin Typer layer over :func:`dnntune.tune` and friends.
+
+Heavy imports happen inside the commands so that ``--help`` is instant. Bad input is reported
+on one line (``error: ...``) with exit code 2 and no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dnntune.config import MetricName, PrunerName, SamplerName, Task
+from dnntune.exceptions import DnntuneError
+
+app = typer.Typer(
+    help="Tune the hyperparameters of PyTorch MLPs on tabular data with Optuna.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _choices(enum: type) -> str:
+    return ", ".join(m.value for m in enum)
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    out: list[str] = []
+    for v in values or []:
+        out += [s.strip() for s in v.split(",") if s.strip()]
+    return tuple(out)
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+DataOpt = Annotated[str, typer.Option("--data", help="CSV/TSV(.gz)/Parquet file, or "
+                                      "builtin:breast_cancer|digits|diabetes.")]
+TargetOpt = Annotated[list[str] | None, typer.Option(
+    "--target", help="Target column; several (comma-separated) mean multilabel.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="One seed for folds, sampler and training.")]
+FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of cross-validation folds.")]
+
+
+@app.command()
+def tune(
+    data: DataOpt = "builtin:breast_cancer",
+    target: TargetOpt = None,
+    drop: Annotated[list[str] | None, typer.Option(help="Columns to ignore (comma-separated).")]
+    = None,
+    task: Annotated[str | None, typer.Option(help=f"Force the task: {_choices(Task)}.")] = None,
+    metric: Annotated[str | None, typer.Option(
+        help=f"Metric: {_choices(MetricName)} (default: roc_auc / logloss / rmse by task).")]
+    = None,
+    folds: FoldsOpt = 5,
+    max_folds: Annotated[int | None, typer.Option(help="Folds each trial runs (<= --folds).")]
+    = None,
+    fold_column: Annotated[str | None, typer.Option(help="Use this existing fold column.")]
+    = None,
+    sampler: Annotated[str, typer.Option(help=f"Sampler: {_choices(SamplerName)}.")] = "tpe",
+    pruner: Annotated[str, typer.Option(help=f"Pruner: {_choices(PrunerName)}.")] = "median",
+    trials: Annotated[int | None, typer.Option(
+        help="Total finished trials the study should hold (default 20 without --timeout).")]
+    = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="Seconds for the whole study, the trial in flight included.")] = None,
+    seed: SeedOpt = 42,
+    space: Annotated[Path | None, typer.Option(help="Search space file (YAML or TOML).")] = None,
+    grid_points: Annotated[int, typer.Option(
+        help="Grid sampler: points per continuous range.")] = 3,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
+    study: Annotated[str | None, typer.Option(help="Study name (default: from data/target).")]
+    = None,
+    storage: Annotated[str | None, typer.Option(
+        help="Optuna storage URL (default: sqlite in the run folder).")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Run folder (default runs/STUDY).")]
+    = None,
+    warm_start: Annotated[bool, typer.Option(
+        help="Start with the space's default configuration.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    verbose: Annotated[bool, typer.Option(help="Log every trial as Optuna does.")] = False,
+) -> None:
+    """Run (or resume) a cross-validated Optuna study over an MLP search space."""
+    import optuna
+
+    from dnntune.config import TuneConfig, parse_choice
+    from dnntune.study import tune as run_tune
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+
+    try:
+        config = TuneConfig(
+            data=data, target=_split(target), drop=_split(drop),
+            task=parse_choice(Task, task, "task") if task else None,
+            metric=parse_choice(MetricName, metric, "metric") if metric else None,
+            folds=folds, max_folds=max_folds, fold_column=fold_column,
+            sampler=parse_choice(SamplerName, sampler, "sampler"),
+            pruner=parse_choice(PrunerName, pruner, "pruner"),
+            trials=trials, timeout=timeout, seed=seed,
+            space=str(space) if space else None, grid_points=grid_points, patience=patience,
+            study=study, storage=storage, output_dir=str(output_dir) if output_dir else None,
+            warm_start=warm_start, device=device,
+        )
+        result = run_tune(config, show_progress=progress,
+                          on_note=lambda msg: typer.echo(f"note: {msg}", err=True))
+    except DnntuneError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the study keeps every finished trial; rerun to resume",
+                   err=True)
+        raise typer.Exit(130) from None
+    _print_result(result)
+
+
+def _print_result(result: object) -> None:
+    from dnntune.study import TuneResult
+
+    assert isinstance(result, TuneResult)
+    study = result.study
+    states: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    typer.echo(f"Study {study.study_name!r}: {sum(states.values())} trials ({counts}) "
+               f"in {result.wall_time_s:.1f} s")
+    try:
+        best = result.best_trial
+    except ValueError:
+        typer.echo("No trial completed: nothing to report. Raise --timeout or --trials.")
+        return
+    typer.echo("Best trial:")
+    typer.echo(f"Trial {best.number} finished with value: {best.value} and parameters: "
+               f"{best.params}")
+    folds = best.user_attrs.get("fold_scores", [])
+    typer.echo(f"Best value ({result.metric.name.value}, {result.metric.direction}, mean of "
+               f"{len(folds)} folds): {best.value:.6f}")
+    model = result.model
+    if model is not None:
+        typer.echo("Model:")
+        typer.echo(str(model))
+    typer.echo(f"Outputs: {result.run_dir}")
+
+
+@app.command()
+def folds(
+    data: DataOpt = "builtin:breast_cancer",
+    target: TargetOpt = None,
+    folds: FoldsOpt = 5,
+    seed: SeedOpt = 42,
+    output: Annotated[Path, typer.Option(help="File to write (.csv, .csv.gz, .tsv, .parquet).")]
+    = Path("train_folds.csv"),
+    fold_column: Annotated[str, typer.Option(help="Name of the fold column.")] = "kfold",
+) -> None:
+    """Write the table with a fold column (stratified for classification), e.g. train_folds.csv."""
+    from dnntune.artifacts import atomic_path
+    from dnntune.data import fold_table, load_table
+
+    try:
+        suffix = "".join(output.suffixes[-2:]).lower()
+        if not suffix.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")):
+            raise DnntuneError(f"--output {str(output)!r} must end in .csv, .csv.gz, .tsv, "
+                               ".tsv.gz or .parquet")
+        frame = fold_table(load_table(data), target=_split(target), folds=folds, seed=seed,
+                           column=fold_column)
+    except DnntuneError as exc:
+        _fail(exc)
+    with atomic_path(output) as tmp:
+        if suffix.endswith(".parquet"):
+            frame.to_parquet(tmp, index=False)
+        else:
+            sep = "\t" if ".tsv" in suffix else ","
+            frame.to_csv(tmp, sep=sep, index=False,
+                         compression="gzip" if suffix.endswith(".gz") else None)
+    typer.echo(f"wrote {output} ({len(frame)} rows, {folds} folds in column {fold_column!r})")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - Ctrl-C outside a command
+        sys.exit(130)

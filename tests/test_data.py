@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dnntune.config import Task
+from dnntune.data import (
+    Preprocessor,
+    assign_folds,
+    build_dataset,
+    encode_target,
+    fold_table,
+    infer_task,
+    load_table,
+    plan_columns,
+)
+from dnntune.data._io import LoadedTable
+from dnntune.exceptions import DataError
+from dnntune.testing import synthetic_table
+
+
+@pytest.mark.parametrize(
+    ("name", "writer"),
+    [
+        ("t.csv", lambda f, p: f.to_csv(p, index=False)),
+        ("t.csv.gz", lambda f, p: f.to_csv(p, index=False, compression="gzip")),
+        ("t.tsv", lambda f, p: f.to_csv(p, sep="\t", index=False)),
+        ("t.tsv.gz", lambda f, p: f.to_csv(p, sep="\t", index=False, compression="gzip")),
+        ("t.parquet", lambda f, p: f.to_parquet(p, index=False)),
+    ],
+)
+def test_load_table_formats(tmp_path: Path, name: str, writer) -> None:
+    frame = synthetic_table(50)
+    writer(frame, tmp_path / name)
+    loaded = load_table(str(tmp_path / name)).frame
+    assert list(loaded.columns) == list(frame.columns)
+    assert len(loaded) == 50
+    np.testing.assert_allclose(loaded["x1"], frame["x1"])
+    assert int(loaded["x2"].isna().sum()) == int(frame["x2"].isna().sum())
+
+
+def test_hotel_file_reads_null_and_na_as_missing(hotel: Path) -> None:
+    frame = load_table(str(hotel)).frame
+    assert len(frame) == 119_390
+    assert frame["agent"].isna().sum() > 0  # the string NULL
+    assert frame["children"].isna().sum() == 4  # the string NA
+    ds = build_dataset(load_table(str(hotel)), target=("is_canceled",),
+                       drop=("reservation_status", "reservation_status_date"))
+    assert ds.task is Task.BINARY
+    assert "country" in ds.plan.categorical and "lead_time" in ds.plan.numeric
+
+
+@pytest.mark.parametrize(
+    ("task", "values"),
+    [
+        (Task.BINARY, ["yes", "no", "yes"]),
+        (Task.BINARY, [0, 1, 1]),
+        (Task.MULTICLASS, ["a", "b", "c"]),
+        (Task.MULTICLASS, [3, 4, 5, 6, 7]),
+        (Task.REGRESSION, [0.5, 1.25, 3.0]),
+        (Task.REGRESSION, list(range(100))),
+    ],
+)
+def test_infer_task(task: Task, values: list) -> None:
+    assert infer_task(pd.DataFrame({"y": values})) is task
+
+
+def test_infer_multilabel_from_several_columns() -> None:
+    frame = synthetic_table(30, task="multilabel")
+    assert infer_task(frame[["a", "b"]]) is Task.MULTILABEL
+    target = encode_target(frame[["a", "b"]], Task.MULTILABEL)
+    assert target.values.shape == (30, 2) and target.n_outputs == 2
+
+
+def test_plan_reports_id_like_and_constant_columns() -> None:
+    plan = plan_columns(synthetic_table(100).drop(columns="y"))
+    assert "ID-like" in plan.dropped["row_id"]
+    assert "constant" in plan.dropped["const"]
+    assert plan.categorical == ["color"] and plan.numeric == ["x1", "x2"]
+
+
+def test_date_strings_become_numeric() -> None:
+    frame = pd.DataFrame({"d": pd.date_range("2020-01-01", periods=60).astype(str).tolist(),
+                          "v": np.arange(60) % 7})
+    plan = plan_columns(frame)
+    assert plan.datetime == ["d"]
+    out = Preprocessor(plan).fit(frame).transform(frame)
+    assert np.isfinite(out).all()
+
+
+def test_preprocessing_is_fitted_on_training_rows_only() -> None:
+    train = pd.DataFrame({"x": [1.5, 2.5, 3.5, np.nan] * 5, "c": ["a"] * 10 + ["b"] * 10})
+    valid = pd.DataFrame({"x": [1000.0, np.nan], "c": ["zzz", "a"]})
+    pre = Preprocessor(plan_columns(train), min_frequency=1).fit(train)
+    assert pre.numeric_["x"]["median"] == 2.5  # from training rows; 1000 is never seen
+    assert pre.feature_names_ == ["x", "x__missing", "c=a", "c=b", "c=__other__"]
+    out = pre.transform(valid)
+    assert out[1, 1] == 1.0  # missing indicator
+    assert out[0, 4] == 1.0 and out[0, 2:4].sum() == 0  # unseen level -> __other__
+    assert out[1, 2] == 1.0
+    train_out = pre.transform(train)
+    assert abs(train_out[:, 0].mean()) < 1e-6  # standardized with training statistics
+
+
+def test_rare_levels_are_folded() -> None:
+    frame = pd.DataFrame({"c": ["a"] * 50 + ["b"] * 50 + ["rare"] * 2})
+    pre = Preprocessor(plan_columns(frame), min_frequency=5).fit(frame)
+    assert pre.categories_["c"] == ["a", "b"]
+
+
+def test_preprocessor_state_round_trips_through_json() -> None:
+    import json
+
+    frame = synthetic_table(80).drop(columns="y")
+    pre = Preprocessor(plan_columns(frame)).fit(frame)
+    again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    np.testing.assert_array_equal(pre.transform(frame), again.transform(frame))
+
+
+def test_stratified_folds_are_seeded_and_balanced() -> None:
+    target = encode_target(pd.DataFrame({"y": [0] * 70 + [1] * 30}), Task.BINARY)
+    a = assign_folds(target, 5, seed=1)
+    assert (a == assign_folds(target, 5, seed=1)).all()
+    assert not (a == assign_folds(target, 5, seed=2)).all()
+    for k in range(5):
+        assert target.values[a == k].sum() == 6  # 30 positives spread evenly
+
+
+def test_fold_column_is_honoured() -> None:
+    frame = synthetic_table(60)
+    frame["kfold"] = np.arange(60) % 3
+    ds = build_dataset(LoadedTable(frame, "mem"), target=("y",), fold_column="kfold")
+    assert ds.n_folds == 3 and "kfold" not in ds.features.columns
+    assert (ds.folds == frame["kfold"].to_numpy()).all()
+
+
+def test_fold_table_adds_column() -> None:
+    frame = synthetic_table(60)
+    out = fold_table(LoadedTable(frame, "mem"), target=("y",), folds=4, seed=0)
+    assert sorted(out["kfold"].unique()) == [0, 1, 2, 3]
+
+
+def test_missing_target_rows_are_dropped_with_a_note() -> None:
+    frame = synthetic_table(60)
+    frame.loc[:4, "y"] = np.nan
+    ds = build_dataset(LoadedTable(frame, "mem"), target=("y",))
+    assert ds.n_rows == 55 and "dropped 5 rows with a missing target" in ds.notes
+
+
+def test_missing_target_column_lists_close_names() -> None:
+    with pytest.raises(DataError, match=r"--target column 'yy' not in the table \(did you mean 'y'"):
+        build_dataset(LoadedTable(synthetic_table(30), "mem"), target=("yy",))

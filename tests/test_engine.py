@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dnntune.config import MetricName, Task
+from dnntune.engine import METRICS, FoldTensors, evaluate, fit, resolve_metric
+from dnntune.exceptions import ConfigError
+from dnntune.model import make_mlp
+
+
+def _binary_fold(n: int = 600, seed: int = 0) -> FoldTensors:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    y = (x[:, 0] - x[:, 1] + rng.normal(scale=0.5, size=n) > 0).astype(np.int64)
+    cut = n * 4 // 5
+    return FoldTensors(torch.from_numpy(x[:cut]),
+                       torch.from_numpy(y[:cut].astype(np.float32).reshape(-1, 1)),
+                       torch.from_numpy(x[cut:]), y[cut:], Task.BINARY)
+
+
+def test_model_returns_logits_not_probabilities() -> None:
+    model = make_mlp(d_in=4, d_out=1, num_layers=2, hidden_size=8, dropout=0.2)
+    assert isinstance(model[-1], nn.Linear)
+    assert not any(isinstance(m, nn.Sigmoid) for m in model.modules())
+    assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 3
+
+
+def test_fit_learns_and_restores_best_epoch() -> None:
+    torch.manual_seed(0)
+    data = _binary_fold()
+    model = make_mlp(d_in=5, d_out=1, num_layers=2, hidden_size=32, dropout=0.1)
+    seen: list[tuple[int, float]] = []
+    result = fit(model, data, metric=METRICS[MetricName.ROC_AUC], optimizer="AdamW",
+                 learning_rate=3e-3, weight_decay=0.0, batch_size=64, epochs=15, patience=3,
+                 generator=torch.Generator().manual_seed(0),
+                 on_epoch=lambda e, s: seen.append((e, s)))
+    assert result.best_score > 0.9
+    assert result.best_score == max(s for _, s in seen)
+    assert result.best_epoch == max(seen, key=lambda es: es[1])[0]
+    # The model holds the best epoch's weights, not the last epoch's.
+    assert evaluate(model, data, METRICS[MetricName.ROC_AUC]) == pytest.approx(result.best_score)
+
+
+def test_on_epoch_can_stop_training() -> None:
+    data = _binary_fold()
+    model = make_mlp(d_in=5, d_out=1, num_layers=1, hidden_size=8)
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch: int, score: float) -> None:
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(model, data, metric=METRICS[MetricName.ROC_AUC], optimizer="SGD", learning_rate=1e-2,
+            weight_decay=0.0, batch_size=64, epochs=10, patience=3,
+            generator=torch.Generator().manual_seed(0), on_epoch=stop)
+
+
+def test_roc_auc_is_computed_on_probabilities() -> None:
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8])  # thresholding at 0.5 would lose the ranking
+    assert METRICS[MetricName.ROC_AUC](y, p, Task.BINARY) == pytest.approx(0.75)
+    assert METRICS[MetricName.ACCURACY](y, p, Task.BINARY) == pytest.approx(0.75)
+
+
+def test_metric_defaults_and_directions() -> None:
+    assert resolve_metric(None, Task.BINARY).name is MetricName.ROC_AUC
+    assert resolve_metric(None, Task.MULTICLASS).name is MetricName.LOGLOSS
+    assert resolve_metric(None, Task.REGRESSION).direction == "minimize"
+    assert resolve_metric("r2", Task.REGRESSION).direction == "maximize"
+    with pytest.raises(ConfigError, match="metric 'rmse' does not apply to a binary task"):
+        resolve_metric("rmse", Task.BINARY)
+    with pytest.raises(ConfigError, match="unknown metric 'auc'; choose one of: roc_auc"):
+        resolve_metric("auc", Task.BINARY)
