@@ -28,6 +28,7 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> CliResult:
     proc = subprocess.run(
         [sys.executable, "-m", "dnntune", *args],
         cwd=cwd,
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,

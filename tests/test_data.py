@@ -47,8 +47,11 @@ def test_hotel_file_reads_null_and_na_as_missing(hotel: Path) -> None:
     assert len(frame) == 119_390
     assert frame["agent"].isna().sum() > 0  # the string NULL
     assert frame["children"].isna().sum() == 4  # the string NA
-    ds = build_dataset(load_table(str(hotel)), target=("is_canceled",),
-                       drop=("reservation_status", "reservation_status_date"))
+    ds = build_dataset(
+        load_table(str(hotel)),
+        target=("is_canceled",),
+        drop=("reservation_status", "reservation_status_date"),
+    )
     assert ds.task is Task.BINARY
     assert "country" in ds.plan.categorical and "lead_time" in ds.plan.numeric
 
@@ -83,8 +86,9 @@ def test_plan_reports_id_like_and_constant_columns() -> None:
 
 
 def test_date_strings_become_numeric() -> None:
-    frame = pd.DataFrame({"d": pd.date_range("2020-01-01", periods=60).astype(str).tolist(),
-                          "v": np.arange(60) % 7})
+    frame = pd.DataFrame(
+        {"d": pd.date_range("2020-01-01", periods=60).astype(str).tolist(), "v": np.arange(60) % 7}
+    )
     plan = plan_columns(frame)
     assert plan.datetime == ["d"]
     out = Preprocessor(plan).fit(frame).transform(frame)
@@ -151,5 +155,7 @@ def test_missing_target_rows_are_dropped_with_a_note() -> None:
 
 
 def test_missing_target_column_lists_close_names() -> None:
-    with pytest.raises(DataError, match=r"--target column 'yy' not in the table \(did you mean 'y'"):
+    with pytest.raises(
+        DataError, match=r"--target column 'yy' not in the table \(did you mean 'y'"
+    ):
         build_dataset(LoadedTable(synthetic_table(30), "mem"), target=("yy",))

@@ -16,9 +16,13 @@ def _binary_fold(n: int = 600, seed: int = 0) -> FoldTensors:
     x = rng.normal(size=(n, 5)).astype(np.float32)
     y = (x[:, 0] - x[:, 1] + rng.normal(scale=0.5, size=n) > 0).astype(np.int64)
     cut = n * 4 // 5
-    return FoldTensors(torch.from_numpy(x[:cut]),
-                       torch.from_numpy(y[:cut].astype(np.float32).reshape(-1, 1)),
-                       torch.from_numpy(x[cut:]), y[cut:], Task.BINARY)
+    return FoldTensors(
+        torch.from_numpy(x[:cut]),
+        torch.from_numpy(y[:cut].astype(np.float32).reshape(-1, 1)),
+        torch.from_numpy(x[cut:]),
+        y[cut:],
+        Task.BINARY,
+    )
 
 
 def test_model_returns_logits_not_probabilities() -> None:
@@ -33,10 +37,19 @@ def test_fit_learns_and_restores_best_epoch() -> None:
     data = _binary_fold()
     model = make_mlp(d_in=5, d_out=1, num_layers=2, hidden_size=32, dropout=0.1)
     seen: list[tuple[int, float]] = []
-    result = fit(model, data, metric=METRICS[MetricName.ROC_AUC], optimizer="AdamW",
-                 learning_rate=3e-3, weight_decay=0.0, batch_size=64, epochs=15, patience=3,
-                 generator=torch.Generator().manual_seed(0),
-                 on_epoch=lambda e, s: seen.append((e, s)))
+    result = fit(
+        model,
+        data,
+        metric=METRICS[MetricName.ROC_AUC],
+        optimizer="AdamW",
+        learning_rate=3e-3,
+        weight_decay=0.0,
+        batch_size=64,
+        epochs=15,
+        patience=3,
+        generator=torch.Generator().manual_seed(0),
+        on_epoch=lambda e, s: seen.append((e, s)),
+    )
     assert result.best_score > 0.9
     assert result.best_score == max(s for _, s in seen)
     assert result.best_epoch == max(seen, key=lambda es: es[1])[0]
@@ -56,9 +69,19 @@ def test_on_epoch_can_stop_training() -> None:
             raise Stop
 
     with pytest.raises(Stop):
-        fit(model, data, metric=METRICS[MetricName.ROC_AUC], optimizer="SGD", learning_rate=1e-2,
-            weight_decay=0.0, batch_size=64, epochs=10, patience=3,
-            generator=torch.Generator().manual_seed(0), on_epoch=stop)
+        fit(
+            model,
+            data,
+            metric=METRICS[MetricName.ROC_AUC],
+            optimizer="SGD",
+            learning_rate=1e-2,
+            weight_decay=0.0,
+            batch_size=64,
+            epochs=10,
+            patience=3,
+            generator=torch.Generator().manual_seed(0),
+            on_epoch=stop,
+        )
 
 
 def test_roc_auc_is_computed_on_probabilities() -> None:

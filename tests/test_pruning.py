@@ -64,10 +64,13 @@ def test_a_trial_bad_only_on_a_later_fold_is_pruned_there() -> None:
 
 def test_hyperband_prunes_across_fold_steps() -> None:
     pruner = make_pruner(PrunerName.HYPERBAND, epoch_slot=SLOT, max_steps=FOLDS * SLOT)
-    study = optuna.create_study(direction="maximize", pruner=pruner,
-                                sampler=optuna.samplers.RandomSampler(seed=0))
-    states = [_run_trial(study, lambda k, e, i=i: 0.5 + 0.4 * ((i * 7) % 10) / 10).state
-              for i in range(30)]
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    states = [
+        _run_trial(study, lambda k, e, i=i: 0.5 + 0.4 * ((i * 7) % 10) / 10).state
+        for i in range(30)
+    ]
     assert optuna.trial.TrialState.PRUNED in states
     assert optuna.trial.TrialState.COMPLETE in states
 

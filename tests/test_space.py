@@ -35,8 +35,13 @@ def test_suggest_stores_plain_strings_and_fills_fixed_values() -> None:
     params = suggest(trial, default_space())
     assert isinstance(trial.params["optimizer"], str)
     assert params["epochs"] == 20 and params["batch_size"] is None
-    assert set(trial.params) == {"optimizer", "num_layers", "hidden_size", "dropout",
-                                 "learning_rate"}
+    assert set(trial.params) == {
+        "optimizer",
+        "num_layers",
+        "hidden_size",
+        "dropout",
+        "learning_rate",
+    }
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".toml"])
@@ -80,14 +85,28 @@ value = 7
     path.write_text(text)
     space = load_space(path)
     assert space.params["hidden_size"] == IntParam("hidden_size", 32, 256, 32)
-    assert set(space.tuned) == {"optimizer", "hidden_size", "learning_rate", "weight_decay",
-                                "activation"}
+    assert set(space.tuned) == {
+        "optimizer",
+        "hidden_size",
+        "learning_rate",
+        "weight_decay",
+        "activation",
+    }
     grid = space.grid(3)
     assert grid["learning_rate"] == [1e-4, 1e-3]
     assert grid["hidden_size"] == [32, 160, 256]
-    params = suggest(optuna.trial.FixedTrial({
-        "optimizer": "Adam", "hidden_size": 64, "learning_rate": 1e-3, "weight_decay": 0.01,
-        "activation": "gelu"}), space)
+    params = suggest(
+        optuna.trial.FixedTrial(
+            {
+                "optimizer": "Adam",
+                "hidden_size": 64,
+                "learning_rate": 1e-3,
+                "weight_decay": 0.01,
+                "activation": "gelu",
+            }
+        ),
+        space,
+    )
     assert params["epochs"] == 7 and params["batch_norm"] is False
 
 
@@ -124,8 +143,12 @@ def test_unparsable_space_file(tmp_path: Path) -> None:
 
 
 def test_grid_discretizes_log_ranges_and_ints() -> None:
-    space = parse_space({"learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
-                         "num_layers": {"low": 1, "high": 7}})
+    space = parse_space(
+        {
+            "learning_rate": {"low": 1e-5, "high": 1e-3, "log": True},
+            "num_layers": {"low": 1, "high": 7},
+        }
+    )
     grid = space.grid(3)
     assert grid["learning_rate"] == [1e-5, 1e-4, 1e-3]
     assert grid["num_layers"] == [1, 4, 7]

@@ -74,20 +74,22 @@ def save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        folds = []
+        folds: list[dict[str, Any]] = []
         for fold, state in zip(best.folds, best.states, strict=True):
             name = f"fold_{fold.index}.safetensors"
             save_file({k: v.contiguous() for k, v in state.items()}, str(staging / name))
-            folds.append({
-                "fold": fold.index,
-                "weights": name,
-                "sha256": _sha256(staging / name),
-                "score": best.fold_scores[len(folds)],
-                "best_epoch": best.best_epochs[len(folds)],
-                "y_shift": fold.tensors.y_shift,
-                "y_scale": fold.tensors.y_scale,
-                "preprocessing": fold.preprocessor.to_dict(),
-            })
+            folds.append(
+                {
+                    "fold": fold.index,
+                    "weights": name,
+                    "sha256": _sha256(staging / name),
+                    "score": best.fold_scores[len(folds)],
+                    "best_epoch": best.best_epochs[len(folds)],
+                    "y_shift": fold.tensors.y_shift,
+                    "y_scale": fold.tensors.y_scale,
+                    "preprocessing": fold.preprocessor.to_dict(),
+                }
+            )
         manifest = {
             "format": "dnntune-model",
             "format_version": FORMAT_VERSION,
@@ -126,11 +128,15 @@ def load_model(directory: Path) -> LoadedModel:
     if not path.is_file():
         raise DataError(f"no {MANIFEST} in {str(directory)!r}; pass a model folder dnntune wrote")
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format") != "dnntune-model" or manifest.get("format_version") != FORMAT_VERSION:
+    if (
+        manifest.get("format") != "dnntune-model"
+        or manifest.get("format_version") != FORMAT_VERSION
+    ):
         raise DataError(
             f"{str(path)!r} is not a dnntune model manifest of format version {FORMAT_VERSION}"
         )
-    pres, models = [], []
+    pres: list[Preprocessor] = []
+    models: list[nn.Module] = []
     for fold in manifest["folds"]:
         weights = Path(directory) / fold["weights"]
         if weights.suffix != ".safetensors" or _sha256(weights) != fold["sha256"]:

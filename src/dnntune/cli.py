@@ -7,6 +7,7 @@ on one line (``error: ...``) with exit code 2 and no traceback.
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +24,7 @@ app = typer.Typer(
 )
 
 
-def _choices(enum: type) -> str:
+def _choices(enum: type[StrEnum]) -> str:
     return ", ".join(m.value for m in enum)
 
 
@@ -39,10 +40,16 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-DataOpt = Annotated[str, typer.Option("--data", help="CSV/TSV(.gz)/Parquet file, or "
-                                      "builtin:breast_cancer|digits|diabetes.")]
-TargetOpt = Annotated[list[str] | None, typer.Option(
-    "--target", help="Target column; several (comma-separated) mean multilabel.")]
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data", help="CSV/TSV(.gz)/Parquet file, or builtin:breast_cancer|digits|diabetes."
+    ),
+]
+TargetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--target", help="Target column; several (comma-separated) mean multilabel."),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="One seed for folds, sampler and training.")]
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of cross-validation folds.")]
 
@@ -51,37 +58,51 @@ FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of cross-validati
 def tune(
     data: DataOpt = "builtin:breast_cancer",
     target: TargetOpt = None,
-    drop: Annotated[list[str] | None, typer.Option(help="Columns to ignore (comma-separated).")]
-    = None,
+    drop: Annotated[
+        list[str] | None, typer.Option(help="Columns to ignore (comma-separated).")
+    ] = None,
     task: Annotated[str | None, typer.Option(help=f"Force the task: {_choices(Task)}.")] = None,
-    metric: Annotated[str | None, typer.Option(
-        help=f"Metric: {_choices(MetricName)} (default: roc_auc / logloss / rmse by task).")]
-    = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Metric: {_choices(MetricName)} (default: roc_auc / logloss / rmse by task)."
+        ),
+    ] = None,
     folds: FoldsOpt = 5,
-    max_folds: Annotated[int | None, typer.Option(help="Folds each trial runs (<= --folds).")]
-    = None,
-    fold_column: Annotated[str | None, typer.Option(help="Use this existing fold column.")]
-    = None,
+    max_folds: Annotated[
+        int | None, typer.Option(help="Folds each trial runs (<= --folds).")
+    ] = None,
+    fold_column: Annotated[str | None, typer.Option(help="Use this existing fold column.")] = None,
     sampler: Annotated[str, typer.Option(help=f"Sampler: {_choices(SamplerName)}.")] = "tpe",
     pruner: Annotated[str, typer.Option(help=f"Pruner: {_choices(PrunerName)}.")] = "median",
-    trials: Annotated[int | None, typer.Option(
-        help="Total finished trials the study should hold (default 20 without --timeout).")]
-    = None,
-    timeout: Annotated[float | None, typer.Option(
-        help="Seconds for the whole study, the trial in flight included.")] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="Total finished trials the study should hold (default 20 without --timeout)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds for the whole study, the trial in flight included."),
+    ] = None,
     seed: SeedOpt = 42,
     space: Annotated[Path | None, typer.Option(help="Search space file (YAML or TOML).")] = None,
-    grid_points: Annotated[int, typer.Option(
-        help="Grid sampler: points per continuous range.")] = 3,
+    grid_points: Annotated[
+        int, typer.Option(help="Grid sampler: points per continuous range.")
+    ] = 3,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
-    study: Annotated[str | None, typer.Option(help="Study name (default: from data/target).")]
-    = None,
-    storage: Annotated[str | None, typer.Option(
-        help="Optuna storage URL (default: sqlite in the run folder).")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="Run folder (default runs/STUDY).")]
-    = None,
-    warm_start: Annotated[bool, typer.Option(
-        help="Start with the space's default configuration.")] = True,
+    study: Annotated[
+        str | None, typer.Option(help="Study name (default: from data/target).")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL (default: sqlite in the run folder).")
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Run folder (default runs/STUDY).")
+    ] = None,
+    warm_start: Annotated[
+        bool, typer.Option(help="Start with the space's default configuration.")
+    ] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     verbose: Annotated[bool, typer.Option(help="Log every trial as Optuna does.")] = False,
@@ -96,24 +117,35 @@ def tune(
 
     try:
         config = TuneConfig(
-            data=data, target=_split(target), drop=_split(drop),
+            data=data,
+            target=_split(target),
+            drop=_split(drop),
             task=parse_choice(Task, task, "task") if task else None,
             metric=parse_choice(MetricName, metric, "metric") if metric else None,
-            folds=folds, max_folds=max_folds, fold_column=fold_column,
+            folds=folds,
+            max_folds=max_folds,
+            fold_column=fold_column,
             sampler=parse_choice(SamplerName, sampler, "sampler"),
             pruner=parse_choice(PrunerName, pruner, "pruner"),
-            trials=trials, timeout=timeout, seed=seed,
-            space=str(space) if space else None, grid_points=grid_points, patience=patience,
-            study=study, storage=storage, output_dir=str(output_dir) if output_dir else None,
-            warm_start=warm_start, device=device,
+            trials=trials,
+            timeout=timeout,
+            seed=seed,
+            space=str(space) if space else None,
+            grid_points=grid_points,
+            patience=patience,
+            study=study,
+            storage=storage,
+            output_dir=str(output_dir) if output_dir else None,
+            warm_start=warm_start,
+            device=device,
         )
-        result = run_tune(config, show_progress=progress,
-                          on_note=lambda msg: typer.echo(f"note: {msg}", err=True))
+        result = run_tune(
+            config, show_progress=progress, on_note=lambda msg: typer.echo(f"note: {msg}", err=True)
+        )
     except DnntuneError as exc:
         _fail(exc)
     except KeyboardInterrupt:
-        typer.echo("interrupted: the study keeps every finished trial; rerun to resume",
-                   err=True)
+        typer.echo("interrupted: the study keeps every finished trial; rerun to resume", err=True)
         raise typer.Exit(130) from None
     _print_result(result)
 
@@ -127,19 +159,24 @@ def _print_result(result: object) -> None:
     for t in study.get_trials(deepcopy=False):
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-    typer.echo(f"Study {study.study_name!r}: {sum(states.values())} trials ({counts}) "
-               f"in {result.wall_time_s:.1f} s")
+    typer.echo(
+        f"Study {study.study_name!r}: {sum(states.values())} trials ({counts}) "
+        f"in {result.wall_time_s:.1f} s"
+    )
     try:
         best = result.best_trial
     except ValueError:
         typer.echo("No trial completed: nothing to report. Raise --timeout or --trials.")
         return
     typer.echo("Best trial:")
-    typer.echo(f"Trial {best.number} finished with value: {best.value} and parameters: "
-               f"{best.params}")
+    typer.echo(
+        f"Trial {best.number} finished with value: {best.value} and parameters: {best.params}"
+    )
     folds = best.user_attrs.get("fold_scores", [])
-    typer.echo(f"Best value ({result.metric.name.value}, {result.metric.direction}, mean of "
-               f"{len(folds)} folds): {best.value:.6f}")
+    typer.echo(
+        f"Best value ({result.metric.name.value}, {result.metric.direction}, mean of "
+        f"{len(folds)} folds): {best.value:.6f}"
+    )
     model = result.model
     if model is not None:
         typer.echo("Model:")
@@ -153,8 +190,9 @@ def folds(
     target: TargetOpt = None,
     folds: FoldsOpt = 5,
     seed: SeedOpt = 42,
-    output: Annotated[Path, typer.Option(help="File to write (.csv, .csv.gz, .tsv, .parquet).")]
-    = Path("train_folds.csv"),
+    output: Annotated[
+        Path, typer.Option(help="File to write (.csv, .csv.gz, .tsv, .parquet).")
+    ] = Path("train_folds.csv"),
     fold_column: Annotated[str, typer.Option(help="Name of the fold column.")] = "kfold",
 ) -> None:
     """Write the table with a fold column (stratified for classification), e.g. train_folds.csv."""
@@ -164,10 +202,12 @@ def folds(
     try:
         suffix = "".join(output.suffixes[-2:]).lower()
         if not suffix.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")):
-            raise DnntuneError(f"--output {str(output)!r} must end in .csv, .csv.gz, .tsv, "
-                               ".tsv.gz or .parquet")
-        frame = fold_table(load_table(data), target=_split(target), folds=folds, seed=seed,
-                           column=fold_column)
+            raise DnntuneError(
+                f"--output {str(output)!r} must end in .csv, .csv.gz, .tsv, .tsv.gz or .parquet"
+            )
+        frame = fold_table(
+            load_table(data), target=_split(target), folds=folds, seed=seed, column=fold_column
+        )
     except DnntuneError as exc:
         _fail(exc)
     with atomic_path(output) as tmp:
@@ -175,8 +215,9 @@ def folds(
             frame.to_parquet(tmp, index=False)
         else:
             sep = "\t" if ".tsv" in suffix else ","
-            frame.to_csv(tmp, sep=sep, index=False,
-                         compression="gzip" if suffix.endswith(".gz") else None)
+            frame.to_csv(
+                tmp, sep=sep, index=False, compression="gzip" if suffix.endswith(".gz") else None
+            )
     typer.echo(f"wrote {output} ({len(frame)} rows, {folds} folds in column {fold_column!r})")
 
 

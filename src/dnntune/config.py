@@ -124,13 +124,28 @@ class TuneConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Accept plain strings from Python callers: tune(sampler="random", target="y").
+        coerce = {
+            "task": (Task, "task"),
+            "metric": (MetricName, "metric"),
+            "sampler": (SamplerName, "sampler"),
+            "pruner": (PrunerName, "pruner"),
+        }
+        for name, (enum, what) in coerce.items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, enum):
+                object.__setattr__(self, name, parse_choice(enum, value, what))
+        for name in ("target", "drop"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = tuple(v.strip() for v in value.split(",") if v.strip())
+            object.__setattr__(self, name, tuple(value))
         problems: list[str] = []
         if self.folds < 2:
             problems.append(f"--folds must be at least 2, but got {self.folds}")
         if self.max_folds is not None and not 1 <= self.max_folds <= self.folds:
             problems.append(
-                f"--max-folds must be between 1 and --folds={self.folds}, "
-                f"but got {self.max_folds}"
+                f"--max-folds must be between 1 and --folds={self.folds}, but got {self.max_folds}"
             )
         if self.trials is not None and self.trials < 1:
             problems.append(f"--trials must be at least 1, but got {self.trials}")

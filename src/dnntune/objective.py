@@ -81,9 +81,7 @@ def prepare_fold(dataset: Dataset, fold: int, device: torch.device) -> PreparedF
     y = dataset.target.values
     task = dataset.task
     shift, scale = 0.0, 1.0
-    if task is Task.MULTICLASS:
-        y_train = torch.from_numpy(y[train]).to(device)
-    elif task is Task.MULTILABEL:
+    if task is Task.MULTICLASS or task is Task.MULTILABEL:
         y_train = torch.from_numpy(y[train]).to(device)
     else:
         yt = y[train].astype(np.float32)
@@ -112,8 +110,11 @@ class BestModel:
 
     def build(self, i: int = 0) -> nn.Module:
         """The trained model of fold ``i`` as an ``nn.Module`` on the CPU, in eval mode."""
-        model = make_mlp(d_in=self.folds[i].preprocessor.n_features, d_out=self.d_out,
-                         **model_kwargs(self.params))
+        model = make_mlp(
+            d_in=self.folds[i].preprocessor.n_features,
+            d_out=self.d_out,
+            **model_kwargs(self.params),
+        )
         model.load_state_dict(self.states[i])
         return model.eval()
 
@@ -182,13 +183,19 @@ class Objective:
             seed = (self.seed * 1_000_003 + trial.number * 101 + k) % (2**63)
             torch.manual_seed(seed)
             generator = torch.Generator(device=self.device).manual_seed(seed)
-            model = make_mlp(d_in=fold.preprocessor.n_features, d_out=d_out,
-                             **model_kwargs(params)).to(self.device)
+            model = make_mlp(
+                d_in=fold.preprocessor.n_features, d_out=d_out, **model_kwargs(params)
+            ).to(self.device)
             finished = list(scores)
             best_in_fold = [math.nan]
 
-            def on_epoch(epoch: int, score: float, k: int = k, finished: list[float] = finished,
-                         best_in_fold: list[float] = best_in_fold) -> None:
+            def on_epoch(
+                epoch: int,
+                score: float,
+                k: int = k,
+                finished: list[float] = finished,
+                best_in_fold: list[float] = best_in_fold,
+            ) -> None:
                 b = best_in_fold[0]
                 if math.isnan(b) or (math.isfinite(score) and self.metric.better(score, b)):
                     best_in_fold[0] = b = score
@@ -200,10 +207,17 @@ class Objective:
                 self._check_deadline(trial)
 
             result = fit(
-                model, fold.tensors, metric=self.metric, optimizer=params["optimizer"],
-                learning_rate=params["learning_rate"], weight_decay=params["weight_decay"],
-                batch_size=batch_size, epochs=params["epochs"], patience=self.patience,
-                generator=generator, on_epoch=on_epoch,
+                model,
+                fold.tensors,
+                metric=self.metric,
+                optimizer=params["optimizer"],
+                learning_rate=params["learning_rate"],
+                weight_decay=params["weight_decay"],
+                batch_size=batch_size,
+                epochs=params["epochs"],
+                patience=self.patience,
+                generator=generator,
+                on_epoch=on_epoch,
             )
             scores.append(result.best_score)
             epochs_used.append(result.best_epoch)
@@ -216,9 +230,17 @@ class Objective:
             self.best_value is None or self.metric.better(value, self.best_value)
         ):
             self.best_value = value
-            self.best = BestModel(trial.number, value, dict(params), scores, epochs_used, states,
-                                  [self._folds[k] for k in range(self.n_folds)],
-                                  self._folds[0].preprocessor.n_features, d_out)
+            self.best = BestModel(
+                trial.number,
+                value,
+                dict(params),
+                scores,
+                epochs_used,
+                states,
+                [self._folds[k] for k in range(self.n_folds)],
+                self._folds[0].preprocessor.n_features,
+                d_out,
+            )
             if self.on_new_best is not None:
                 self.on_new_best(self.best)
         return value

@@ -26,8 +26,9 @@ class CurrentValueMedianPruner(BasePruner):
     """Optuna's median rule applied to the latest reported value only."""
 
     def __init__(self, *, n_startup_trials: int = 5, n_warmup_steps: int = 0) -> None:
-        self._median = MedianPruner(n_startup_trials=n_startup_trials,
-                                    n_warmup_steps=n_warmup_steps)
+        self._median = MedianPruner(
+            n_startup_trials=n_startup_trials, n_warmup_steps=n_warmup_steps
+        )
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         step = trial.last_step
@@ -43,9 +44,11 @@ def make_pruner(name: PrunerName, *, epoch_slot: int, max_steps: int) -> BasePru
         return NopPruner()
     if name is PrunerName.MEDIAN:
         # Let each trial train a few epochs of its first fold before judging it.
-        return CurrentValueMedianPruner(n_startup_trials=5,
-                                        n_warmup_steps=min(3, max(epoch_slot - 1, 0)))
+        return CurrentValueMedianPruner(
+            n_startup_trials=5, n_warmup_steps=min(3, max(epoch_slot - 1, 0))
+        )
     if name is PrunerName.HYPERBAND:
-        return HyperbandPruner(min_resource=max(1, epoch_slot // 4), max_resource=max_steps,
-                               reduction_factor=3)
+        return HyperbandPruner(
+            min_resource=max(1, epoch_slot // 4), max_resource=max_steps, reduction_factor=3
+        )
     raise AssertionError(f"no pruner registered for {name}")

@@ -67,18 +67,26 @@ def make_sampler(
     independent = TPESampler(seed=seed)
     cat_note = (
         f"; categorical parameters ({', '.join(cats)}) are drawn by TPE independently"
-        if cats else ""
+        if cats
+        else ""
     )
     if name is SamplerName.CMAES:
         return SamplerChoice(
-            CmaEsSampler(seed=seed, independent_sampler=independent,
-                         warn_independent_sampling=False),
+            CmaEsSampler(
+                seed=seed, independent_sampler=independent, warn_independent_sampling=False
+            ),
             f"cmaes: CMA-ES searches the numeric parameters{cat_note}",
         )
     if name is SamplerName.QMC:
         return SamplerChoice(
-            QMCSampler(qmc_type="sobol", scramble=True, seed=seed, independent_sampler=independent,
-                       warn_independent_sampling=False, warn_asynchronous_seeding=False),
+            QMCSampler(
+                qmc_type="sobol",
+                scramble=True,
+                seed=seed,
+                independent_sampler=independent,
+                warn_independent_sampling=False,
+                warn_asynchronous_seeding=False,
+            ),
             f"qmc: scrambled Sobol sequence over the numeric parameters{cat_note}",
         )
     raise AssertionError(f"no sampler registered for {name}")  # every enum member is handled

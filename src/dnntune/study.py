@@ -15,7 +15,7 @@ import optuna
 from torch import nn
 
 from dnntune.artifacts import atomic_path, save_model, torch_versions, write_json
-from dnntune.config import TuneConfig
+from dnntune.config import SamplerName, TuneConfig
 from dnntune.data import Dataset, build_dataset, load_table
 from dnntune.engine import Metric, resolve_device, resolve_metric
 from dnntune.exceptions import StorageError
@@ -75,14 +75,25 @@ def _file_digest(source: str) -> str | None:
     return h.hexdigest()
 
 
-def _load_study(config: TuneConfig, metric: Metric, sampler: optuna.samplers.BaseSampler,
-                pruner: optuna.pruners.BasePruner, storage_url: str,
-                space: SearchSpace) -> optuna.Study:
+def _load_study(
+    config: TuneConfig,
+    metric: Metric,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    storage_url: str,
+    space: SearchSpace,
+) -> optuna.Study:
     storage = open_storage(storage_url)
     name = config.study_name
     try:
-        study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
-                                    pruner=pruner, direction=metric.direction, load_if_exists=True)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            sampler=sampler,
+            pruner=pruner,
+            direction=metric.optuna_direction,
+            load_if_exists=True,
+        )
     except ValueError as exc:
         raise StorageError(f"cannot use study {name!r} in {redact(storage_url)!r}: {exc}") from None
     if study.direction.name.lower() != metric.direction:
@@ -130,23 +141,39 @@ def tune(
 
     # Everything that can be wrong with the input is checked before anything is written.
     table = load_table(config.data)
-    dataset = build_dataset(table, target=config.target, drop=config.drop, task=config.task,
-                            folds=config.folds, fold_column=config.fold_column, seed=config.seed)
+    dataset = build_dataset(
+        table,
+        target=config.target,
+        drop=config.drop,
+        task=config.task,
+        folds=config.folds,
+        fold_column=config.fold_column,
+        seed=config.seed,
+    )
     for msg in dataset.notes:
         note(msg)
     space = load_space(config.space) if config.space else default_space()
     metric = resolve_metric(config.metric, dataset.task)
     silence_experimental_warnings()
-    choice = make_sampler(config.sampler, space=space, seed=config.seed,
-                          grid_points=config.grid_points)
+    choice = make_sampler(
+        config.sampler, space=space, seed=config.seed, grid_points=config.grid_points
+    )
     if choice.note:
         note(choice.note)
     deadline = t0 + config.timeout if config.timeout else None
-    objective = Objective(dataset, space, metric, device=resolve_device(config.device),
-                          patience=config.patience, max_folds=config.max_folds, seed=config.seed,
-                          deadline=deadline)
-    pruner = make_pruner(config.pruner, epoch_slot=objective.epoch_slot,
-                         max_steps=objective.max_steps)
+    objective = Objective(
+        dataset,
+        space,
+        metric,
+        device=resolve_device(config.device),
+        patience=config.patience,
+        max_folds=config.max_folds,
+        seed=config.seed,
+        deadline=deadline,
+    )
+    pruner = make_pruner(
+        config.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps
+    )
 
     run_dir = config.run_dir
     created = not run_dir.exists()
@@ -165,8 +192,10 @@ def tune(
         completed = [t for t in done if t.state is optuna.trial.TrialState.COMPLETE]
         if completed:
             objective.best_value = study.best_value
-    elif config.warm_start and config.sampler.value != "grid" and space.warm_start():
-        study.enqueue_trial(space.warm_start(), skip_if_exists=True)
+    elif config.warm_start and config.sampler is not SamplerName.GRID:
+        start = space.warm_start()
+        if start is not None:
+            study.enqueue_trial(start, skip_if_exists=True)
     n_trials = config.n_trials
     remaining = None if n_trials is None else max(n_trials - len(done), 0)
 
@@ -177,31 +206,53 @@ def tune(
         "columns": list(dataset.features.columns),
         "target": list(dataset.target.columns),
         "classes": dataset.target.classes,
-        "data": {"source": dataset.source, "rows": dataset.n_rows,
-                 "sha256": _file_digest(dataset.source)},
+        "data": {
+            "source": dataset.source,
+            "rows": dataset.n_rows,
+            "sha256": _file_digest(dataset.source),
+        },
         "versions": torch_versions(),
     }
-    objective.on_new_best = lambda best: save_model(best, run_dir / "model", info)
+
+    def keep_best(best: BestModel) -> None:
+        save_model(best, run_dir / "model", info)
+
+    objective.on_new_best = keep_best
 
     try:
         if remaining != 0:
             timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            study.optimize(objective, n_trials=remaining, timeout=timeout,
-                           show_progress_bar=show_progress, gc_after_trial=False)
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=timeout,
+                show_progress_bar=show_progress,
+                gc_after_trial=False,
+            )
     finally:
         wall = time.monotonic() - t0
         _write_outputs(study, config, dataset, metric, run_dir, wall)
     return TuneResult(study, metric, run_dir, objective.best, notes, wall)
 
 
-def _write_outputs(study: optuna.Study, config: TuneConfig, dataset: Dataset, metric: Metric,
-                   run_dir: Path, wall: float) -> None:
+def _write_outputs(
+    study: optuna.Study,
+    config: TuneConfig,
+    dataset: Dataset,
+    metric: Metric,
+    run_dir: Path,
+    wall: float,
+) -> None:
     trials = study.get_trials(deepcopy=False)
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-    has_best = any(t.state is optuna.trial.TrialState.COMPLETE and t.value is not None
-                   and math.isfinite(t.value) for t in trials)
+    has_best = any(
+        t.state is optuna.trial.TrialState.COMPLETE
+        and t.value is not None
+        and math.isfinite(t.value)
+        for t in trials
+    )
     best = study.best_trial if has_best else None
     summary = {
         "study": study.study_name,

@@ -104,8 +104,7 @@ def build_dataset(
     plan = plan_columns(features)
     if not plan.features:
         raise DataError(
-            "every feature column was dropped as constant or ID-like: "
-            + "; ".join(plan.notes())
+            "every feature column was dropped as constant or ID-like: " + "; ".join(plan.notes())
         )
     notes += plan.notes()
     return Dataset(features, encoded, fold_ids, plan, table.source, notes)

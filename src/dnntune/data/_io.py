@@ -95,8 +95,9 @@ def load_table(source: str) -> LoadedTable:
             frame = pd.read_parquet(path)
         elif suffix in _SUFFIXES:
             sep = _SUFFIXES[suffix]
-            frame = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c",
-                                low_memory=False)
+            frame = pd.read_csv(
+                path, sep=sep, engine="python" if sep is None else "c", low_memory=False
+            )
         else:
             raise DataError(
                 f"cannot tell the format of {source!r} from its suffix {suffix!r}; "
@@ -105,12 +106,15 @@ def load_table(source: str) -> LoadedTable:
     except DataError:
         raise
     except pd.errors.EmptyDataError:
-        raise DataError(f"data file {source!r} is empty; pass a table with a header and rows") from None
+        raise DataError(
+            f"data file {source!r} is empty; pass a table with a header and rows"
+        ) from None
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
         kind = "Parquet" if suffix in _PARQUET else "CSV/TSV"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(
-            f"cannot read {source!r} as {kind}: {reason}; check that the file is a valid {kind} table"
+            f"cannot read {source!r} as {kind}: {reason}; "
+            f"check that the file is a valid {kind} table"
         ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.shape[1] == 0 or len(frame) == 0:

@@ -49,8 +49,9 @@ class ColumnPlan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ColumnPlan:
-        return cls(list(d["numeric"]), list(d["categorical"]), list(d["datetime"]),
-                   dict(d["dropped"]))
+        return cls(
+            list(d["numeric"]), list(d["categorical"]), list(d["datetime"]), dict(d["dropped"])
+        )
 
 
 def _is_stringy(col: pd.Series) -> bool:
@@ -59,7 +60,10 @@ def _is_stringy(col: pd.Series) -> bool:
 
 def _looks_like_dates(col: pd.Series) -> bool:
     sample = col.dropna().astype(str).head(200)
-    if len(sample) < 5 or not sample.str.contains(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}").all():
+    if (
+        len(sample) < 5
+        or not sample.str.contains(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}").all()
+    ):
         return False
     parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
     return bool(parsed.notna().mean() >= 0.95)
@@ -136,8 +140,9 @@ class Preprocessor:
     levels share one ``__other__`` column, and missing values are a level of their own.
     """
 
-    def __init__(self, plan: ColumnPlan, *, min_frequency: int | None = None,
-                 max_levels: int = 64) -> None:
+    def __init__(
+        self, plan: ColumnPlan, *, min_frequency: int | None = None, max_levels: int = 64
+    ) -> None:
         self.plan = plan
         self.min_frequency = min_frequency
         self.max_levels = max_levels
@@ -200,7 +205,7 @@ class Preprocessor:
                 j += 1
         rows = np.arange(n)
         for name, levels in self.categories_.items():
-            codes = pd.Categorical(_levels(frame[name]), categories=levels).codes.astype(np.int64)
+            codes = pd.Index(levels).get_indexer(_levels(frame[name])).astype(np.int64)
             codes[codes < 0] = len(levels)  # rare or unseen: the __other__ column
             out[rows, j + codes] = 1.0
             j += len(levels) + 1

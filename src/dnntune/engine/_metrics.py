@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.special import expit, softmax
@@ -33,8 +34,11 @@ def _roc_auc(y: np.ndarray, p: np.ndarray, task: Task) -> float:
     if task is Task.BINARY:
         return float(skm.roc_auc_score(y, _binary_proba(p)))
     if task is Task.MULTICLASS:
-        return float(skm.roc_auc_score(y, p, multi_class="ovr", average="macro",
-                                       labels=np.arange(p.shape[1])))
+        return float(
+            skm.roc_auc_score(
+                y, p, multi_class="ovr", average="macro", labels=np.arange(p.shape[1])
+            )
+        )
     # Multilabel: the mean over labels that have both classes in this fold.
     defined = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
     if not defined:
@@ -76,6 +80,10 @@ class Metric:
     def __call__(self, y_true: np.ndarray, predictions: np.ndarray, task: Task) -> float:
         return self.fn(y_true, predictions, task)
 
+    @property
+    def optuna_direction(self) -> Literal["minimize", "maximize"]:
+        return "maximize" if self.direction == "maximize" else "minimize"
+
     def better(self, a: float, b: float) -> bool:
         """Whether score ``a`` is strictly better than ``b``."""
         return a > b if self.direction == "maximize" else a < b
@@ -110,6 +118,8 @@ def resolve_metric(name: str | MetricName | None, task: Task) -> Metric:
     metric = METRICS[parse_choice(MetricName, name, "metric")]
     if task not in metric.tasks:
         valid = ", ".join(m.value for m, v in METRICS.items() if task in v.tasks)
-        raise ConfigError(f"metric {metric.name.value!r} does not apply to a {task.value} task; "
-                          f"choose one of: {valid}")
+        raise ConfigError(
+            f"metric {metric.name.value!r} does not apply to a {task.value} task; "
+            f"choose one of: {valid}"
+        )
     return metric

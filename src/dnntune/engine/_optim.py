@@ -14,13 +14,16 @@ Params = Iterable[torch.nn.Parameter]
 
 OPTIMIZERS: dict[OptimizerName, Callable[[Params, float, float], torch.optim.Optimizer]] = {
     OptimizerName.ADAM: lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd, foreach=True),
-    OptimizerName.ADAMW: lambda p, lr, wd: torch.optim.AdamW(p, lr=lr, weight_decay=wd,
-                                                             foreach=True),
+    OptimizerName.ADAMW: lambda p, lr, wd: torch.optim.AdamW(
+        p, lr=lr, weight_decay=wd, foreach=True
+    ),
     # Plain SGD without momentum barely moves at the learning rates of the classic space.
-    OptimizerName.SGD: lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd, momentum=0.9,
-                                                         nesterov=True, foreach=True),
-    OptimizerName.RMSPROP: lambda p, lr, wd: torch.optim.RMSprop(p, lr=lr, weight_decay=wd,
-                                                                 foreach=True),
+    OptimizerName.SGD: lambda p, lr, wd: torch.optim.SGD(
+        p, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True, foreach=True
+    ),
+    OptimizerName.RMSPROP: lambda p, lr, wd: torch.optim.RMSprop(
+        p, lr=lr, weight_decay=wd, foreach=True
+    ),
 }
 
 

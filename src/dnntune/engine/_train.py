@@ -21,10 +21,10 @@ __all__ = ["FitResult", "FoldTensors", "fit", "predict_outputs"]
 class FoldTensors:
     """One fold's preprocessed data on the device.
 
-    ``y_train`` is (rows, outputs) float for BCE/MSE and (rows,) int64 class codes for
-    cross-entropy. ``y_valid_eval`` is the validation target in its original units (class codes, 0/1 labels or
-    raw regression values) for the metric; ``y_train`` is what the loss sees (standardized for
-    regression). ``y_scale``/``y_shift`` undo the standardization of regression outputs.
+    ``y_train`` is what the loss sees: (rows, outputs) float for BCE/MSE (standardized for
+    regression) and (rows,) int64 class codes for cross-entropy. ``y_valid_eval`` is the
+    validation target in its original units (class codes, 0/1 labels or raw regression values)
+    for the metric. ``y_scale``/``y_shift`` undo the standardization of regression outputs.
     """
 
     x_train: torch.Tensor
@@ -97,8 +97,9 @@ def fit(
     """
     device = data.x_train.device
     loss_fn = _loss_fn(data.task)
-    opt = make_optimizer(optimizer, model.parameters(), learning_rate=learning_rate,
-                         weight_decay=weight_decay)
+    opt = make_optimizer(
+        optimizer, model.parameters(), learning_rate=learning_rate, weight_decay=weight_decay
+    )
     n = data.n_train
     batch_size = min(batch_size, n)
     # A last batch of one row breaks BatchNorm; drop a remainder that small.

@@ -39,7 +39,9 @@ def load_space(path: str | Path) -> SearchSpace:
     path = Path(path)
     source = str(path)
     if not path.is_file():
-        raise SpaceError(source, [f"file {source!r} does not exist; check the path given to --space"])
+        raise SpaceError(
+            source, [f"file {source!r} does not exist; check the path given to --space"]
+        )
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
         if path.suffix.lower() == ".toml":
@@ -63,12 +65,17 @@ def parse_space(raw: Any, *, source: str = "<dict>") -> SearchSpace:
     if isinstance(raw, dict) and set(raw) == {"params"}:
         raw = raw["params"]
     if not isinstance(raw, dict) or not raw:
-        raise SpaceError(source, ["expected a mapping of parameter names to ranges, e.g. "
-                                  "'num_layers: {low: 1, high: 4}'"])
+        raise SpaceError(
+            source,
+            [
+                "expected a mapping of parameter names to ranges, e.g. "
+                "'num_layers: {low: 1, high: 4}'"
+            ],
+        )
     problems: list[str] = []
     params: dict[str, Param] = {}
-    for name, spec in raw.items():
-        name = str(name)
+    for key, spec in raw.items():
+        name = str(key)
         rule = PARAMETERS.get(name)
         if rule is None:
             problems.append(
@@ -91,10 +98,7 @@ def _parse_param(name: str, spec: Any, rule: ParamRule, problems: list[str]) -> 
         problems.append(f"parameter {name!r}: {msg}")
 
     if not isinstance(spec, dict):
-        if isinstance(spec, list):
-            spec = {"choices": spec}
-        else:
-            spec = {"value": spec}
+        spec = {"choices": spec} if isinstance(spec, list) else {"value": spec}
     for key in spec:
         if key not in _KEYS:
             bad(f"unknown key {key!r}{did_you_mean(str(key), _KEYS)}; use {', '.join(_KEYS)}")
@@ -102,9 +106,7 @@ def _parse_param(name: str, spec: Any, rule: ParamRule, problems: list[str]) -> 
     if kind is None:
         if "value" in spec:
             kind = "fixed"
-        elif "choices" in spec:
-            kind = "categorical"
-        elif rule.kind == "categorical":
+        elif "choices" in spec or rule.kind == "categorical":
             kind = "categorical"
         else:
             kind = rule.kind
@@ -170,7 +172,9 @@ def _parse_param(name: str, spec: Any, rule: ParamRule, problems: list[str]) -> 
             check_value(f"'{key}'", value)
     if not isinstance(log, bool):
         bad(f"'log' must be true or false, but got {log!r}")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or step <= 0):
+    if step is not None and (
+        isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
+    ):
         bad(f"'step' must be a positive number, but got {step!r}")
     if len(problems) > start:
         return None
@@ -190,15 +194,29 @@ def _parse_param(name: str, spec: Any, rule: ParamRule, problems: list[str]) -> 
                     bad(f"grid value {g!r} is outside [low={low}, high={high}]")
     default = spec.get("default")
     if default is not None and (
-        isinstance(default, bool) or not isinstance(default, int | float) or not low <= default <= high
+        isinstance(default, bool)
+        or not isinstance(default, int | float)
+        or not low <= default <= high
     ):
         bad(f"default {default!r} is outside [low={low}, high={high}]")
     if len(problems) > start:
         return None
     if kind == "int":
-        return IntParam(name, int(low), int(high), int(step or 1), bool(log),
-                        tuple(int(g) for g in grid) if grid else None,
-                        int(default) if default is not None else None)
-    return FloatParam(name, float(low), float(high), float(step) if step else None, bool(log),
-                      tuple(float(g) for g in grid) if grid else None,
-                      float(default) if default is not None else None)
+        return IntParam(
+            name,
+            int(low),
+            int(high),
+            int(step or 1),
+            bool(log),
+            tuple(int(g) for g in grid) if grid else None,
+            int(default) if default is not None else None,
+        )
+    return FloatParam(
+        name,
+        float(low),
+        float(high),
+        float(step) if step else None,
+        bool(log),
+        tuple(float(g) for g in grid) if grid else None,
+        float(default) if default is not None else None,
+    )

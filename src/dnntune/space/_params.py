@@ -122,8 +122,9 @@ class SearchSpace:
                 out[name] = {"type": kind, "low": p.low, "high": p.high, "log": p.log}
                 if p.step not in (None, 1) or (kind == "float" and p.step is not None):
                     out[name]["step"] = p.step
-            if getattr(p, "grid", None) is not None:
-                out[name]["grid"] = list(p.grid)  # type: ignore[union-attr]
+            grid = getattr(p, "grid", None)
+            if grid is not None:
+                out[name]["grid"] = list(grid)
         return out
 
 

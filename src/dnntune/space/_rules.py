@@ -31,33 +31,50 @@ class ParamRule:
             return f"must be a number, but got {value!r}"
         if self.kind == "int" and not float(value).is_integer():
             return f"must be an integer, but got {value!r}"
-        if self.min is not None and (value < self.min or (value == self.min and not self.min_inclusive)):
+        if self.min is not None and (
+            value < self.min or (value == self.min and not self.min_inclusive)
+        ):
             op = ">=" if self.min_inclusive else ">"
             return f"must be {op} {self.min:g}, but got {value!r}"
-        if self.max is not None and (value > self.max or (value == self.max and not self.max_inclusive)):
+        if self.max is not None and (
+            value > self.max or (value == self.max and not self.max_inclusive)
+        ):
             op = "<=" if self.max_inclusive else "<"
             return f"must be {op} {self.max:g}, but got {value!r}"
         return None
 
 
 PARAMETERS: dict[str, ParamRule] = {
-    "optimizer": ParamRule("categorical", "optimizer name", OptimizerName.ADAMW.value,
-                           choices=tuple(o.value for o in OptimizerName)),
+    "optimizer": ParamRule(
+        "categorical",
+        "optimizer name",
+        OptimizerName.ADAMW.value,
+        choices=tuple(o.value for o in OptimizerName),
+    ),
     "num_layers": ParamRule("int", "hidden layers", 2, min=1, max=64),
     "hidden_size": ParamRule("int", "units per hidden layer", 128, min=1, max=16384),
-    "dropout": ParamRule("float", "dropout probability", 0.1, min=0.0, max=1.0,
-                         max_inclusive=False),
-    "learning_rate": ParamRule("float", "optimizer learning rate", 1e-3, min=0.0,
-                               min_inclusive=False, max=10.0),
+    "dropout": ParamRule(
+        "float", "dropout probability", 0.1, min=0.0, max=1.0, max_inclusive=False
+    ),
+    "learning_rate": ParamRule(
+        "float", "optimizer learning rate", 1e-3, min=0.0, min_inclusive=False, max=10.0
+    ),
     "weight_decay": ParamRule("float", "L2 / decoupled weight decay", 0.0, min=0.0, max=1.0),
-    "batch_size": ParamRule("int", "rows per batch (default: chosen from the row count)", None,
-                            min=1, max=1 << 20),
-    "activation": ParamRule("categorical", "activation function", ActivationName.RELU.value,
-                            choices=tuple(a.value for a in ActivationName)),
-    "batch_norm": ParamRule("categorical", "BatchNorm1d after each hidden Linear", True,
-                            choices=(True, False)),
-    "epochs": ParamRule("int", "maximum epochs per fold (early stopping may end sooner)", 20,
-                        min=1, max=10_000),
+    "batch_size": ParamRule(
+        "int", "rows per batch (default: chosen from the row count)", None, min=1, max=1 << 20
+    ),
+    "activation": ParamRule(
+        "categorical",
+        "activation function",
+        ActivationName.RELU.value,
+        choices=tuple(a.value for a in ActivationName),
+    ),
+    "batch_norm": ParamRule(
+        "categorical", "BatchNorm1d after each hidden Linear", True, choices=(True, False)
+    ),
+    "epochs": ParamRule(
+        "int", "maximum epochs per fold (early stopping may end sooner)", 20, min=1, max=10_000
+    ),
 }
 
 

@@ -23,8 +23,11 @@ epochs: 4
 
 def shared_data(name: str) -> Path:
     """Path of a file in the shared data folder beside the repository (``../shared/data``)."""
-    root = Path(os.environ.get("DNNTUNE_SHARED_DATA", Path(__file__).resolve().parents[3].parent
-                               / "shared" / "data"))
+    root = Path(
+        os.environ.get(
+            "DNNTUNE_SHARED_DATA", Path(__file__).resolve().parents[3].parent / "shared" / "data"
+        )
+    )
     return root / name
 
 
@@ -45,8 +48,9 @@ def synthetic_table(n: int = 400, *, task: str = "binary", seed: int = 0) -> pd.
     color = rng.choice(["red", "green", "blue"], size=n, p=[0.5, 0.3, 0.2])
     signal = 1.5 * x1 - x2 + (color == "red") * 1.0
     x2_obs = np.where(rng.random(n) < 0.1, np.nan, x2)
-    frame = pd.DataFrame({"x1": x1, "x2": x2_obs, "color": color,
-                          "row_id": np.arange(n), "const": 7})
+    frame = pd.DataFrame(
+        {"x1": x1, "x2": x2_obs, "color": color, "row_id": np.arange(n), "const": 7}
+    )
     if task == "binary":
         frame["y"] = (signal + rng.normal(scale=0.5, size=n) > 0).astype(int)
     elif task == "multiclass":

@@ -1,0 +1,143 @@
+"""The Python API: dnntune.tune(...) and its result."""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+import dnntune
+from dnntune.artifacts import load_model
+from dnntune.testing import TINY_SPACE, write_space
+
+
+def test_public_names_are_sorted_and_importable() -> None:
+    assert dnntune.__all__ == sorted(dnntune.__all__)
+    for name in dnntune.__all__:
+        assert getattr(dnntune, name) is not None
+
+
+def test_tune_returns_study_params_value_and_trained_model(tmp_path: Path, credit_g: Path) -> None:
+    result = dnntune.tune(
+        data=str(credit_g),
+        target=("target",),
+        trials=3,
+        folds=3,
+        space=str(write_space(tmp_path / "s.yaml")),
+        output_dir=str(tmp_path / "run"),
+    )
+    assert isinstance(result.study, optuna.Study)
+    assert result.best_value == result.study.best_value
+    assert set(result.best_params) == {
+        "optimizer",
+        "num_layers",
+        "hidden_size",
+        "dropout",
+        "learning_rate",
+    }
+    model = result.model
+    assert isinstance(model, torch.nn.Module)
+    assert len(result.models) == 3
+    # The saved model reproduces the in-memory one and its validation score.
+    loaded = load_model(tmp_path / "run" / "model")
+    assert loaded.manifest["value"] == pytest.approx(result.best_value)
+    x = torch.randn(4, loaded.preprocessors[0].n_features)
+    with torch.inference_mode():
+        np.testing.assert_allclose(loaded.models[0](x).numpy(), model(x).numpy(), rtol=1e-6)
+    manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
+    assert manifest["versions"]["torch"] == torch.__version__
+    assert manifest["data"]["rows"] == 1000 and len(manifest["data"]["sha256"]) == 64
+
+
+def test_timeout_bounds_the_trial_in_flight(tmp_path: Path, credit_g: Path) -> None:
+    slow = TINY_SPACE.replace("epochs: 4", "epochs: 10000")
+    start = time.monotonic()
+    result = dnntune.tune(
+        data=str(credit_g),
+        target=("target",),
+        timeout=4.0,
+        patience=10000,
+        space=str(write_space(tmp_path / "s.yaml", slow)),
+        output_dir=str(tmp_path / "run"),
+    )
+    elapsed = time.monotonic() - start
+    assert elapsed < 12, elapsed
+    trials = result.study.trials
+    assert trials[-1].state is optuna.trial.TrialState.PRUNED
+    assert trials[-1].user_attrs["stop_reason"] == "timeout"
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["trials"] == {"pruned": len(trials)}
+
+
+def test_a_small_real_run_prunes_trials(tmp_path: Path, credit_g: Path) -> None:
+    space = TINY_SPACE.replace("epochs: 4", "epochs: 8").replace("high: 1.0e-2", "high: 3.0e-1")
+    result = dnntune.tune(
+        data=str(credit_g),
+        target=("target",),
+        trials=14,
+        folds=3,
+        sampler="random",
+        seed=3,
+        space=str(write_space(tmp_path / "s.yaml", space)),
+        output_dir=str(tmp_path / "run"),
+    )
+    states = [t.state for t in result.study.trials]
+    assert optuna.trial.TrialState.PRUNED in states, states
+    pruned = [t for t in result.study.trials if t.state is optuna.trial.TrialState.PRUNED]
+    assert all(t.intermediate_values for t in pruned)
+    # A pruned trial stopped before its last fold's last epoch.
+    assert all(t.last_step < 3 * 8 for t in pruned)
+
+
+STAGES = [
+    "config",
+    "data",
+    "space",
+    "model",
+    "engine",
+    "objective",
+    "samplers",
+    "pruners",
+    "storage",
+    "artifacts",
+    "study",
+    "cli",
+]
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "dnntune" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def test_data_flows_one_way() -> None:
+    """A stage imports only from stages to its left (exceptions and helpers are shared)."""
+    order = {s: i for i, s in enumerate(STAGES)}
+    order.update(
+        {
+            "samplers": order["objective"] + 1,
+            "pruners": order["objective"] + 1,
+            "storage": order["objective"] + 1,
+        }
+    )
+    root = Path(dnntune.__file__).parent
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root)
+        mine = rel.parts[0].removesuffix(".py")
+        if mine not in order:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                other = _stage(node.module)
+                if other in order and other != mine:
+                    assert order[other] < order[mine] or (mine, other) == ("artifacts", "study"), (
+                        f"{rel} imports dnntune.{other}"
+                    )

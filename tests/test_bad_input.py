@@ -1,0 +1,87 @@
+"""Each bad input: one line naming the problem and the fix, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+def _assert_clean_failure(r, tmp_path: Path, message: str) -> None:
+    assert r.returncode == 2, r
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines and lines[0].startswith("error: "), r
+    assert message in r.stderr, r
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_file(cli, tmp_path: Path) -> None:
+    r = cli("tune", "--data", "nope.csv", "--target", "y")
+    _assert_clean_failure(r, tmp_path, "data file 'nope.csv' does not exist; check the path")
+
+
+def test_unreadable_file(cli, tmp_path: Path) -> None:
+    (tmp_path / "bad.parquet").write_bytes(b"this is not parquet")
+    r = cli("tune", "--data", "bad.parquet", "--target", "y")
+    _assert_clean_failure(r, tmp_path, "cannot read 'bad.parquet' as Parquet")
+
+
+def test_missing_target_lists_close_names(cli, tmp_path: Path, credit_g: Path) -> None:
+    r = cli("tune", "--data", str(credit_g), "--target", "targt")
+    _assert_clean_failure(
+        r, tmp_path, "--target column 'targt' not in the table (did you mean 'target'?)"
+    )
+
+
+def test_missing_drop_column(cli, tmp_path: Path, credit_g: Path) -> None:
+    r = cli("tune", "--data", str(credit_g), "--target", "target", "--drop", "agee")
+    _assert_clean_failure(r, tmp_path, "--drop column 'agee' not in the table (did you mean 'age'")
+
+
+def test_empty_table(cli, tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("a,b,y\n")
+    r = cli("tune", "--data", "empty.csv", "--target", "y")
+    _assert_clean_failure(r, tmp_path, "'empty.csv' has no rows")
+
+
+def test_single_class_target(cli, tmp_path: Path) -> None:
+    pd.DataFrame({"x": range(20), "y": [1] * 20}).to_csv(tmp_path / "one.csv", index=False)
+    r = cli("tune", "--data", "one.csv", "--target", "y")
+    _assert_clean_failure(r, tmp_path, "target 'y' has a single class (1)")
+
+
+def test_non_numeric_regression_target(cli, tmp_path: Path) -> None:
+    pd.DataFrame({"x": range(20), "y": list("abcd") * 5}).to_csv(tmp_path / "s.csv", index=False)
+    r = cli("tune", "--data", "s.csv", "--target", "y", "--task", "regression")
+    _assert_clean_failure(r, tmp_path, "regression target 'y' is not numeric")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        (
+            "--sampler",
+            "bayes",
+            "unknown sampler 'bayes'; choose one of: grid, random, tpe, gp, cmaes, qmc",
+        ),
+        ("--pruner", "asha", "unknown pruner 'asha'; choose one of: none, median, hyperband"),
+        ("--metric", "f1", "unknown metric 'f1'; choose one of: roc_auc, logloss, accuracy"),
+        ("--metric", "rmse", "metric 'rmse' does not apply to a binary task"),
+        ("--task", "ranking", "unknown task 'ranking'; choose one of: binary, multiclass"),
+    ],
+)
+def test_unknown_names(cli, tmp_path: Path, option: str, value: str, message: str) -> None:
+    r = cli("tune", option, value)
+    _assert_clean_failure(r, tmp_path, message)
+
+
+def test_invalid_space_file_lists_every_problem(cli, tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("num_layers: {low: 4, high: 1}\ndropuot: 0.2\n")
+    r = cli("tune", "--space", "s.yaml")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "error: invalid search space s.yaml: 2 problems" in r.stderr
+    assert "parameter 'num_layers': `low <= high` must hold, but got (low=4, high=1)" in r.stderr
+    assert "unknown parameter 'dropuot' (did you mean 'dropout'?)" in r.stderr
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,251 @@
+"""The real CLI in a subprocess, on real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dnntune.testing import TINY_SPACE, synthetic_table
+
+QUICK = ("--folds", "3", "--max-folds", "2", "--no-progress")
+
+
+def _space(tmp_path: Path) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(TINY_SPACE)
+    return str(path)
+
+
+def test_default_main_job_prints_best_trial_and_model(cli, tmp_path: Path) -> None:
+    r = cli("tune", "--trials", "2", "--output-dir", "out")
+    assert r.returncode == 0, r
+    assert "Trial 0 finished with value: " in r.stdout and "and parameters: {" in r.stdout
+    assert "Best value (roc_auc, maximize, mean of 5 folds): " in r.stdout
+    assert "Sequential(" in r.stdout and "Linear(in_features=30" in r.stdout
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metric"] == "roc_auc" and summary["direction"] == "maximize"
+    assert summary["trials"]["complete"] == 2
+    assert summary["data"] == {"source": "builtin:breast_cancer", "rows": 569, "folds": 5}
+    assert summary["best_value"] > 0.95
+    assert json.loads((out / "best_params.json").read_text()) == summary["best_params"]
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 2 and "params_optimizer" in trials.columns
+    manifest = json.loads((out / "model" / "manifest.json").read_text())
+    assert manifest["task"] == "binary" and len(manifest["folds"]) == 5
+    assert sorted(p.name for p in (out / "model").iterdir()) == [
+        "fold_0.safetensors",
+        "fold_1.safetensors",
+        "fold_2.safetensors",
+        "fold_3.safetensors",
+        "fold_4.safetensors",
+        "manifest.json",
+    ]
+    assert not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl"))
+
+
+@pytest.mark.parametrize("sampler", ["grid", "random", "tpe", "gp", "cmaes", "qmc"])
+def test_each_sampler_runs_on_credit_g(cli, tmp_path: Path, credit_g: Path, sampler: str) -> None:
+    trials = "12" if sampler == "gp" else "4"  # gp models the space after 10 start-up trials
+    r = cli(
+        "tune",
+        "--data",
+        str(credit_g),
+        "--target",
+        "target",
+        "--sampler",
+        sampler,
+        "--trials",
+        trials,
+        "--space",
+        _space(tmp_path),
+        "--output-dir",
+        "out",
+        *QUICK,
+    )
+    assert r.returncode == 0, r
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert sum(summary["trials"].values()) == int(trials)
+    assert 0.5 < summary["best_value"] <= 1.0
+    if sampler == "cmaes":
+        assert r.stderr.count("categorical parameters (optimizer) are drawn by TPE") == 1
+    if sampler == "grid":
+        assert "grid: 243 combinations" in r.stderr
+
+
+def test_grid_stops_when_exhausted(cli, tmp_path: Path, credit_g: Path) -> None:
+    space = tmp_path / "grid.yaml"
+    space.write_text(
+        "optimizer: [Adam, AdamW]\nlearning_rate: {low: 1.0e-3, high: 1.0e-2, "
+        "log: true}\nepochs: 2\nnum_layers: 1\nhidden_size: 16\n"
+    )
+    r = cli(
+        "tune",
+        "--data",
+        str(credit_g),
+        "--target",
+        "target",
+        "--sampler",
+        "grid",
+        "--grid-points",
+        "2",
+        "--trials",
+        "50",
+        "--space",
+        str(space),
+        "--output-dir",
+        "out",
+        *QUICK,
+    )
+    assert r.returncode == 0, r
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv")
+    assert len(trials) == 4
+    assert set(zip(trials.params_optimizer, trials.params_learning_rate, strict=True)) == {
+        ("Adam", 1e-3),
+        ("Adam", 1e-2),
+        ("AdamW", 1e-3),
+        ("AdamW", 1e-2),
+    }
+
+
+def test_resume_continues_numbering(cli, tmp_path: Path, credit_g: Path) -> None:
+    args = (
+        "tune",
+        "--data",
+        str(credit_g),
+        "--target",
+        "target",
+        "--space",
+        _space(tmp_path),
+        "--study",
+        "credit",
+        *QUICK,
+    )
+    first = cli(*args, "--trials", "3")
+    assert first.returncode == 0, first
+    before = pd.read_csv(tmp_path / "runs" / "credit" / "trials.csv")
+    second = cli(*args, "--trials", "5")
+    assert second.returncode == 0, second
+    assert "resuming study 'credit': 3 finished trials" in second.stderr
+    after = pd.read_csv(tmp_path / "runs" / "credit" / "trials.csv")
+    assert list(after.number) == [0, 1, 2, 3, 4]
+    pd.testing.assert_frame_equal(after.iloc[:3][["number", "value"]], before[["number", "value"]])
+    again = cli(*args, "--trials", "5")  # nothing left to do
+    assert again.returncode == 0 and len(pd.read_csv(tmp_path / "runs/credit/trials.csv")) == 5
+
+
+def test_resume_with_other_settings_is_refused(cli, tmp_path: Path, credit_g: Path) -> None:
+    args = (
+        "tune",
+        "--data",
+        str(credit_g),
+        "--target",
+        "target",
+        "--space",
+        _space(tmp_path),
+        "--study",
+        "credit",
+        "--trials",
+        "1",
+        *QUICK,
+    )
+    assert cli(*args).returncode == 0
+    r = cli(*args, "--metric", "accuracy")
+    assert r.returncode == 2
+    assert "was run with different settings (metric)" in r.stderr
+
+
+def test_same_seed_same_trials(cli, tmp_path: Path, credit_g: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        r = cli(
+            "tune",
+            "--data",
+            str(credit_g),
+            "--target",
+            "target",
+            "--seed",
+            "7",
+            "--trials",
+            "4",
+            "--sampler",
+            "tpe",
+            "--space",
+            _space(tmp_path),
+            "--output-dir",
+            name,
+            *QUICK,
+        )
+        assert r.returncode == 0, r
+        runs.append(pd.read_csv(tmp_path / name / "trials.csv"))
+    cols = [c for c in runs[0].columns if c.startswith("params_")] + ["value", "state"]
+    pd.testing.assert_frame_equal(runs[0][cols], runs[1][cols])
+
+
+def test_multiclass_regression_and_multilabel(cli, tmp_path: Path) -> None:
+    for task in ("multiclass", "regression", "multilabel"):
+        path = tmp_path / f"{task}.csv"
+        synthetic_table(300, task=task).to_csv(path, index=False)
+        target = "a,b" if task == "multilabel" else "y"
+        r = cli(
+            "tune",
+            "--data",
+            str(path),
+            "--target",
+            target,
+            "--trials",
+            "2",
+            "--space",
+            _space(tmp_path),
+            "--output-dir",
+            task,
+            *QUICK,
+        )
+        assert r.returncode == 0, r
+        summary = json.loads((tmp_path / task / "summary.json").read_text())
+        assert summary["task"] == task
+        assert (
+            summary["metric"]
+            == {"multiclass": "logloss", "regression": "rmse", "multilabel": "roc_auc"}[task]
+        )
+        assert "dropped column 'row_id': ID-like" in r.stderr
+        assert "dropped column 'const': constant" in r.stderr
+
+
+def test_fold_file_round_trip(cli, tmp_path: Path, credit_g: Path) -> None:
+    r = cli(
+        "folds",
+        "--data",
+        str(credit_g),
+        "--target",
+        "target",
+        "--folds",
+        "4",
+        "--output",
+        "train_folds.csv",
+    )
+    assert r.returncode == 0, r
+    frame = pd.read_csv(tmp_path / "train_folds.csv")
+    assert sorted(frame.kfold.unique()) == [0, 1, 2, 3] and len(frame) == 1000
+    r = cli(
+        "tune",
+        "--data",
+        "train_folds.csv",
+        "--target",
+        "target",
+        "--fold-column",
+        "kfold",
+        "--trials",
+        "1",
+        "--space",
+        _space(tmp_path),
+        "--output-dir",
+        "out",
+        "--no-progress",
+    )
+    assert r.returncode == 0, r
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["data"]["folds"] == 4
