@@ -1,0 +1,274 @@
+"""Engine throughput: the original DNN-tuning scripts' training loop against dnntune's engine.
+
+In one run, on the Hotel Booking Demand data (fold 0 of 5, leaking columns dropped, the same
+preprocessed matrix for both sides):
+
+(a) a faithful re-creation of the original pipeline: a per-row ``Dataset`` building a
+    ``torch.tensor`` per row, a ``DataLoader``, ``n x [Linear, BatchNorm1d, Dropout, ReLU] +
+    Linear + Sigmoid`` with ``BCELoss``, ``loss.item()`` per batch, evaluation through the same
+    per-row loader;
+(b) dnntune's engine (:func:`dnntune.engine.fit`) with the same architecture, optimizer,
+    learning rate, batch size and epochs.
+
+Each side is repeated and the median taken. Printed: train samples/s of each (evaluation of
+each epoch included), the ratio (b)/(a), the achieved GFLOP/s of (b) against a matmul peak
+measured in the same run, and the validation ROC-AUC of both. The last line is one JSON object.
+
+    python benchmarks/bench_engine.py                 # full run (about 2 minutes here)
+    python benchmarks/bench_engine.py --quick         # CI smoke test on a sample
+    python benchmarks/bench_engine.py --batch-sizes 512,2048,8192
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from dnntune.config import MetricName, Task
+from dnntune.data import build_dataset, load_table
+from dnntune.engine import METRICS, FoldTensors, fit, resolve_device
+from dnntune.model import make_mlp
+from dnntune.objective import prepare_fold
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hotel_bookings.csv.gz"
+# The original study's best architecture.
+NUM_LAYERS, HIDDEN, DROPOUT, LR = 5, 113, 0.40, 1e-3
+
+
+# --- (a) the original scripts, re-created ------------------------------------------------
+class RowDataset(Dataset):
+    def __init__(self, features: np.ndarray, targets: np.ndarray) -> None:
+        self.features = features
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        return {
+            "x": torch.tensor(self.features[item, :], dtype=torch.float),
+            "y": torch.tensor(self.targets[item], dtype=torch.float),
+        }
+
+
+class OriginalModel(nn.Module):
+    def __init__(self, nfeatures: int, ntargets: int, nlayers: int, hidden: int, p: float):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(nlayers):
+            layers += [
+                nn.Linear(nfeatures if i == 0 else hidden, hidden),
+                nn.BatchNorm1d(hidden),
+                nn.Dropout(p),
+                nn.ReLU(),
+            ]
+        layers += [nn.Linear(hidden, ntargets), nn.Sigmoid()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def run_original(
+    data: FoldTensors, *, batch_size: int, epochs: int, seed: int
+) -> tuple[float, float]:
+    torch.manual_seed(seed)
+    x_train = data.x_train.cpu().numpy()
+    y_train = data.y_train.cpu().numpy()[:, 0]
+    x_valid = data.x_valid.cpu().numpy()
+    train_loader = DataLoader(RowDataset(x_train, y_train), batch_size=batch_size, shuffle=True)
+    valid_loader = DataLoader(
+        RowDataset(x_valid, data.y_valid_eval.astype(np.float32)), batch_size=batch_size
+    )
+    model = OriginalModel(x_train.shape[1], 1, NUM_LAYERS, HIDDEN, DROPOUT)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    loss_fn = nn.BCELoss()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        final_loss = 0.0
+        for batch in train_loader:
+            optimizer.zero_grad()
+            outputs = model(batch["x"])
+            loss = loss_fn(outputs, batch["y"].view(-1, 1))
+            loss.backward()
+            optimizer.step()
+            final_loss += loss.item()
+        model.eval()
+        preds = []
+        with torch.no_grad():
+            for batch in valid_loader:
+                preds.append(model(batch["x"]).numpy()[:, 0])
+        auc = roc_auc_score(data.y_valid_eval, np.concatenate(preds))
+    elapsed = time.perf_counter() - start
+    return x_train.shape[0] * epochs / elapsed, float(auc)
+
+
+# --- (b) dnntune -----------------------------------------------------------------------------
+def run_dnntune(
+    data: FoldTensors, *, batch_size: int, epochs: int, seed: int
+) -> tuple[float, float]:
+    torch.manual_seed(seed)
+    model = make_mlp(
+        d_in=data.x_train.shape[1],
+        d_out=1,
+        num_layers=NUM_LAYERS,
+        hidden_size=HIDDEN,
+        dropout=DROPOUT,
+    ).to(data.x_train.device)
+    start = time.perf_counter()
+    result = fit(
+        model,
+        data,
+        metric=METRICS[MetricName.ROC_AUC],
+        optimizer="AdamW",
+        learning_rate=LR,
+        weight_decay=0.01,
+        batch_size=batch_size,
+        epochs=epochs,
+        patience=epochs,
+        generator=torch.Generator(device=data.x_train.device).manual_seed(seed),
+    )
+    if data.x_train.is_cuda:
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return data.n_train * epochs / elapsed, result.history[-1]
+
+
+def flops_per_sample(d_in: int) -> float:
+    """Forward + backward of the Linear layers: 6 x multiply-adds per sample."""
+    macs = d_in * HIDDEN + (NUM_LAYERS - 1) * HIDDEN * HIDDEN + HIDDEN
+    return 6.0 * macs
+
+
+def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = 0.0
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=512,
+        help="batch size of the head-to-head comparison (default 512)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        default="512,1024,2048,4096,8192",
+        help="batch sizes tried for dnntune's best share of the matmul peak",
+    )
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 8,000 rows, 1 epoch, 1 repeat"
+    )
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.repeats, args.batch_sizes = 1, 1, str(args.batch_size)
+
+    device = resolve_device(args.device)
+    table = load_table(str(args.data))
+    if args.quick:
+        table = type(table)(
+            table.frame.sample(8000, random_state=0).reset_index(drop=True), table.source
+        )
+    dataset = build_dataset(
+        table,
+        target=("is_canceled",),
+        drop=("reservation_status", "reservation_status_date"),
+        folds=5,
+    )
+    fold = prepare_fold(dataset, 0, device)
+    data = fold.tensors
+    cpu = FoldTensors(
+        data.x_train.cpu(), data.y_train.cpu(), data.x_valid.cpu(), data.y_valid_eval, Task.BINARY
+    )
+    d_in = data.x_train.shape[1]
+    print(
+        f"data: {dataset.n_rows} rows, fold 0: {data.n_train} train / {len(data.y_valid_eval)} "
+        f"valid, {d_in} features; device {device}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"model: {NUM_LAYERS} x {HIDDEN}, dropout {DROPOUT}, AdamW lr {LR}; "
+        f"{args.epochs} epochs x {args.repeats} repeats (medians)"
+    )
+
+    def median_run(fn, tensors: FoldTensors, batch_size: int) -> tuple[float, float]:
+        runs = [
+            fn(tensors, batch_size=batch_size, epochs=args.epochs, seed=r)
+            for r in range(args.repeats)
+        ]
+        return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+
+    base_sps, base_auc = median_run(run_original, cpu, args.batch_size)
+    print(
+        f"(a) original pipeline  bs={args.batch_size:5d}: {base_sps:10,.0f} samples/s  "
+        f"val ROC-AUC {base_auc:.4f}"
+    )
+    ours_sps, ours_auc = median_run(run_dnntune, data, args.batch_size)
+    print(
+        f"(b) dnntune engine     bs={args.batch_size:5d}: {ours_sps:10,.0f} samples/s  "
+        f"val ROC-AUC {ours_auc:.4f}"
+    )
+    speedup = ours_sps / base_sps
+    print(f"speed-up (b)/(a): {speedup:.2f}x")
+
+    peak = matmul_peak_gflops(device)
+    fps = flops_per_sample(d_in)
+    best_bs, best_frac = args.batch_size, ours_sps * fps / 1e9 / peak
+    print(f"matmul peak: {peak:.1f} GFLOP/s; model: {fps / 1e6:.3f} MFLOP per training sample")
+    for bs in [int(b) for b in args.batch_sizes.split(",")]:
+        sps = ours_sps if bs == args.batch_size else median_run(run_dnntune, data, bs)[0]
+        gflops = sps * fps / 1e9
+        print(
+            f"    dnntune bs={bs:5d}: {sps:10,.0f} samples/s  {gflops:6.1f} GFLOP/s  "
+            f"{gflops / peak:5.1%} of peak"
+        )
+        if gflops / peak > best_frac:
+            best_bs, best_frac = bs, gflops / peak
+    print(
+        json.dumps(
+            {
+                "speedup": round(speedup, 3),
+                "peak_fraction": round(best_frac, 3),
+                "peak_batch_size": best_bs,
+                "samples_per_s_baseline": round(base_sps),
+                "samples_per_s_dnntune": round(ours_sps),
+                "auc_baseline": round(base_auc, 4),
+                "auc_dnntune": round(ours_auc, 4),
+                "batch_size": args.batch_size,
+                "matmul_peak_gflops": round(peak, 1),
+                "device": str(device),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
