@@ -19,6 +19,21 @@ ACTIVATIONS: dict[ActivationName, type[nn.Module]] = {
 }
 
 
+class _ScaledMask(torch.autograd.Function):
+    """``x * mask * scale`` in one pass each way (``addcmul`` onto a broadcast zero)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(mask)
+        ctx.scale = scale
+        return torch.addcmul(x.new_zeros(()), x, mask, value=scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        (mask,) = ctx.saved_tensors
+        return torch.addcmul(grad.new_zeros(()), grad, mask, value=ctx.scale), None, None
+
+
 class Dropout(nn.Dropout):
     """``nn.Dropout`` with a cheaper mask on the CPU.
 
@@ -35,9 +50,9 @@ class Dropout(nn.Dropout):
         words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
         words.random_(-(2**63), 2**63 - 1)  # full range: all four 16-bit lanes uniform
         lanes = words.view(torch.int16)[:n].view(x.shape)
-        keep = lanes < round((1.0 - self.p) * 65536) - 32768
-        # The mask carries no gradient; autograd saves it for the backward multiply.
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        keep = torch.empty_like(x)  # 1.0 where kept, written by the comparison itself
+        torch.lt(lanes, round((1.0 - self.p) * 65536) - 32768, out=keep)
+        return _ScaledMask.apply(x, keep, 1.0 / (1.0 - self.p))
 
 
 def make_mlp(
