@@ -23,13 +23,13 @@ class _ScaledMask(torch.autograd.Function):
     """``x * mask * scale`` in one pass each way (``addcmul`` onto a broadcast zero)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.save_for_backward(mask)
         ctx.scale = scale
         return torch.addcmul(x.new_zeros(()), x, mask, value=scale)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (mask,) = ctx.saved_tensors
         return torch.addcmul(grad.new_zeros(()), grad, mask, value=ctx.scale), None, None
 
