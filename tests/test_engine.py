@@ -100,3 +100,26 @@ def test_metric_defaults_and_directions() -> None:
         resolve_metric("rmse", Task.BINARY)
     with pytest.raises(ConfigError, match="unknown metric 'auc'; choose one of: roc_auc"):
         resolve_metric("auc", Task.BINARY)
+
+
+def test_flat_parameters_train_exactly_like_per_layer_parameters() -> None:
+    from dnntune.engine import flatten_parameters, make_optimizer
+
+    torch.manual_seed(0)
+    a = make_mlp(d_in=6, d_out=1, num_layers=2, hidden_size=16, dropout=0.0)
+    b = make_mlp(d_in=6, d_out=1, num_layers=2, hidden_size=16, dropout=0.0)
+    b.load_state_dict(a.state_dict())
+    flat = flatten_parameters(a)
+    opt_a = make_optimizer("AdamW", [flat], learning_rate=1e-2, weight_decay=0.1)
+    opt_b = make_optimizer("AdamW", b.parameters(), learning_rate=1e-2, weight_decay=0.1)
+    for step in range(5):
+        x = torch.randn(32, 6, generator=torch.Generator().manual_seed(step))
+        assert flat.grad is not None
+        flat.grad.zero_()
+        a(x).square().mean().backward()
+        opt_a.step()
+        opt_b.zero_grad()
+        b(x).square().mean().backward()
+        opt_b.step()
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)

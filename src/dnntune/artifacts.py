@@ -77,7 +77,9 @@ def save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
         folds: list[dict[str, Any]] = []
         for fold, state in zip(best.folds, best.states, strict=True):
             name = f"fold_{fold.index}.safetensors"
-            save_file({k: v.contiguous() for k, v in state.items()}, str(staging / name))
+            save_file(
+                {k: v.detach().clone().contiguous() for k, v in state.items()}, str(staging / name)
+            )
             folds.append(
                 {
                     "fold": fold.index,

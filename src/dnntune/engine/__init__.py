@@ -1,7 +1,7 @@
 """Engine stage: the training loop, optimizers, evaluation and metrics."""
 
 from dnntune.engine._metrics import METRICS, Metric, default_metric, resolve_metric, to_predictions
-from dnntune.engine._optim import OPTIMIZERS, make_optimizer, resolve_device
+from dnntune.engine._optim import OPTIMIZERS, flatten_parameters, make_optimizer, resolve_device
 from dnntune.engine._train import FitResult, FoldTensors, evaluate, fit, predict_outputs
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "default_metric",
     "evaluate",
     "fit",
+    "flatten_parameters",
     "make_optimizer",
     "predict_outputs",
     "resolve_device",

@@ -12,7 +12,7 @@ from torch import nn
 
 from dnntune.config import Task
 from dnntune.engine._metrics import Metric, to_predictions
-from dnntune.engine._optim import make_optimizer
+from dnntune.engine._optim import flatten_parameters, make_optimizer
 
 __all__ = ["FitResult", "FoldTensors", "fit", "predict_outputs"]
 
@@ -97,9 +97,11 @@ def fit(
     """
     device = data.x_train.device
     loss_fn = _loss_fn(data.task)
-    opt = make_optimizer(
-        optimizer, model.parameters(), learning_rate=learning_rate, weight_decay=weight_decay
-    )
+    # One flat buffer for all parameters: one optimizer update per step, not one per layer.
+    flat = flatten_parameters(model)
+    grad = flat.grad
+    assert grad is not None
+    opt = make_optimizer(optimizer, [flat], learning_rate=learning_rate, weight_decay=weight_decay)
     n = data.n_train
     batch_size = min(batch_size, n)
     # A last batch of one row breaks BatchNorm; drop a remainder that small.
@@ -113,7 +115,7 @@ def fit(
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
             loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
-            opt.zero_grad(set_to_none=True)
+            grad.zero_()
             loss.backward()
             opt.step()
             total += loss.detach()
