@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dnntune.config import MetricName, Task
 from dnntune.data import build_dataset, load_table
-from dnntune.engine import METRICS, FoldTensors, fit, resolve_device
+from dnntune.engine import METRICS, FoldTensors, evaluate, fit, resolve_device
 from dnntune.model import make_mlp
 from dnntune.objective import prepare_fold
 
@@ -116,8 +118,15 @@ def run_original(
 
 # --- (b) dnntune -----------------------------------------------------------------------------
 def run_dnntune(
-    data: FoldTensors, *, batch_size: int, epochs: int, seed: int
+    data: FoldTensors,
+    *,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    torch_dropout: bool = False,
+    flat_parameters: bool = True,
 ) -> tuple[float, float]:
+    """dnntune's engine; the keyword switches undo one optimization each (for the ablation)."""
     torch.manual_seed(seed)
     model = make_mlp(
         d_in=data.x_train.shape[1],
@@ -126,6 +135,10 @@ def run_dnntune(
         hidden_size=HIDDEN,
         dropout=DROPOUT,
     ).to(data.x_train.device)
+    if torch_dropout:
+        for i, layer in enumerate(model):
+            if isinstance(layer, nn.Dropout):
+                model[i] = nn.Dropout(layer.p)
     start = time.perf_counter()
     result = fit(
         model,
@@ -138,6 +151,7 @@ def run_dnntune(
         epochs=epochs,
         patience=epochs,
         generator=torch.Generator(device=data.x_train.device).manual_seed(seed),
+        flat_parameters=flat_parameters,
     )
     if data.x_train.is_cuda:
         torch.cuda.synchronize()
@@ -166,6 +180,43 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -
     return best
 
 
+def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
+def eval_share(data: FoldTensors, samples_per_s: float) -> float:
+    """Time of one evaluation pass (forward + ROC-AUC) as a share of a training epoch."""
+    model = make_mlp(
+        d_in=data.x_train.shape[1],
+        d_out=1,
+        num_layers=NUM_LAYERS,
+        hidden_size=HIDDEN,
+        dropout=DROPOUT,
+    ).to(data.x_train.device)
+    metric = METRICS[MetricName.ROC_AUC]
+    evaluate(model, data, metric)
+    start = time.perf_counter()
+    for _ in range(5):
+        evaluate(model, data, metric)
+    per_eval = (time.perf_counter() - start) / 5
+    return per_eval / (data.n_train / samples_per_s)
+
+
+def load_fold(args: argparse.Namespace, device: torch.device):
+    table = load_table(str(args.data))
+    if args.quick:
+        table = type(table)(
+            table.frame.sample(8000, random_state=0).reset_index(drop=True), table.source
+        )
+    dataset = build_dataset(
+        table,
+        target=("is_canceled",),
+        drop=("reservation_status", "reservation_status_date"),
+        folds=5,
+    )
+    return dataset, prepare_fold(dataset, 0, device).tensors
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -179,31 +230,35 @@ def main(argv: list[str] | None = None) -> int:
         default="512,1024,2048,4096,8192",
         help="batch sizes tried for dnntune's best share of the matmul peak",
     )
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 8,000 rows, 1 epoch, 1 repeat"
     )
+    parser.add_argument("--no-ablation", action="store_true", help="skip the ablation rows")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.repeats, args.batch_sizes = 1, 1, str(args.batch_size)
 
     device = resolve_device(args.device)
-    table = load_table(str(args.data))
-    if args.quick:
-        table = type(table)(
-            table.frame.sample(8000, random_state=0).reset_index(drop=True), table.source
+    dataset, data = load_fold(args, device)
+
+    def ours(batch_size: int, **switches: bool) -> tuple[float, float]:
+        return _median(
+            [
+                run_dnntune(data, batch_size=batch_size, epochs=args.epochs, seed=r, **switches)
+                for r in range(args.repeats)
+            ]
         )
-    dataset = build_dataset(
-        table,
-        target=("is_canceled",),
-        drop=("reservation_status", "reservation_status_date"),
-        folds=5,
-    )
-    fold = prepare_fold(dataset, 0, device)
-    data = fold.tensors
+
+    if args.engine_only:  # child process of the allocator ablation
+        run_dnntune(data, batch_size=args.batch_size, epochs=2, seed=99)
+        print(json.dumps({"samples_per_s": ours(args.batch_size)[0]}))
+        return 0
+
     cpu = FoldTensors(
         data.x_train.cpu(), data.y_train.cpu(), data.x_valid.cpu(), data.y_valid_eval, Task.BINARY
     )
@@ -217,14 +272,6 @@ def main(argv: list[str] | None = None) -> int:
         f"model: {NUM_LAYERS} x {HIDDEN}, dropout {DROPOUT}, AdamW lr {LR}; "
         f"{args.epochs} epochs x {args.repeats} repeats (medians)"
     )
-
-    def median_run(fn, tensors: FoldTensors, batch_size: int) -> tuple[float, float]:
-        runs = [
-            fn(tensors, batch_size=batch_size, epochs=args.epochs, seed=r)
-            for r in range(args.repeats)
-        ]
-        return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-
     # Warm-up: the first epochs of a process pay one-off costs (allocator growth, kernel
     # selection); both sides get one unmeasured run.
     run_original(cpu, batch_size=args.batch_size, epochs=1, seed=99)
@@ -234,34 +281,71 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.repeats):
         base_runs.append(run_original(cpu, batch_size=args.batch_size, epochs=args.epochs, seed=r))
         ours_runs.append(run_dnntune(data, batch_size=args.batch_size, epochs=args.epochs, seed=r))
-    base_sps = statistics.median(r[0] for r in base_runs)
-    base_auc = statistics.median(r[1] for r in base_runs)
-    ours_sps = statistics.median(r[0] for r in ours_runs)
-    ours_auc = statistics.median(r[1] for r in ours_runs)
+    base_sps, base_auc = _median(base_runs)
+    ours_sps, ours_auc = _median(ours_runs)
+    bs = args.batch_size
     print(
-        f"(a) original pipeline  bs={args.batch_size:5d}: {base_sps:10,.0f} samples/s  "
+        f"(a) original pipeline  bs={bs:5d}: {base_sps:10,.0f} samples/s  "
         f"val ROC-AUC {base_auc:.4f}"
     )
     print(
-        f"(b) dnntune engine     bs={args.batch_size:5d}: {ours_sps:10,.0f} samples/s  "
+        f"(b) dnntune engine     bs={bs:5d}: {ours_sps:10,.0f} samples/s  "
         f"val ROC-AUC {ours_auc:.4f}"
     )
     speedup = ours_sps / base_sps
     print(f"speed-up (b)/(a): {speedup:.2f}x")
+    share = eval_share(data, ours_sps)
+    print(f"evaluation (forward pass over the validation rows + ROC-AUC): {share:.1%} of an epoch")
+
+    ablation: dict[str, float] = {}
+    if not args.no_ablation:
+        print(f"ablation at bs={bs} (each row undoes one optimization of (b)):")
+        rows = {
+            "torch nn.Dropout mask": ours(bs, torch_dropout=True)[0],
+            "per-tensor foreach optimizer": ours(bs, flat_parameters=False)[0],
+        }
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--engine-only",
+                "--batch-size",
+                str(bs),
+                "--epochs",
+                str(args.epochs),
+                "--repeats",
+                str(args.repeats),
+                "--data",
+                str(args.data),
+                "--device",
+                args.device,
+                *(["--quick"] if args.quick else []),
+            ],
+            env={**os.environ, "DNNTUNE_TUNE_MALLOC": "0"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows["default glibc malloc"] = json.loads(child.stdout.strip().splitlines()[-1])[
+            "samples_per_s"
+        ]
+        for name, sps in rows.items():
+            ablation[name] = round(ours_sps / sps, 3)
+            print(f"    without: {name:30s} {sps:10,.0f} samples/s  (b) is {ours_sps / sps:.2f}x")
 
     peak = matmul_peak_gflops(device)
     fps = flops_per_sample(d_in)
-    best_bs, best_frac = args.batch_size, ours_sps * fps / 1e9 / peak
+    best_bs, best_frac = bs, ours_sps * fps / 1e9 / peak
     print(f"matmul peak: {peak:.1f} GFLOP/s; model: {fps / 1e6:.3f} MFLOP per training sample")
-    for bs in [int(b) for b in args.batch_sizes.split(",")]:
-        sps = ours_sps if bs == args.batch_size else median_run(run_dnntune, data, bs)[0]
+    for size in [int(b) for b in args.batch_sizes.split(",")]:
+        sps = ours_sps if size == bs else ours(size)[0]
         gflops = sps * fps / 1e9
         print(
-            f"    dnntune bs={bs:5d}: {sps:10,.0f} samples/s  {gflops:6.1f} GFLOP/s  "
+            f"    dnntune bs={size:5d}: {sps:10,.0f} samples/s  {gflops:6.1f} GFLOP/s  "
             f"{gflops / peak:5.1%} of peak"
         )
         if gflops / peak > best_frac:
-            best_bs, best_frac = bs, gflops / peak
+            best_bs, best_frac = size, gflops / peak
     print(
         json.dumps(
             {
@@ -272,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
                 "samples_per_s_dnntune": round(ours_sps),
                 "auc_baseline": round(base_auc, 4),
                 "auc_dnntune": round(ours_auc, 4),
-                "batch_size": args.batch_size,
+                "batch_size": bs,
+                "eval_share": round(share, 4),
+                "ablation_speedups": ablation,
                 "matmul_peak_gflops": round(peak, 1),
                 "device": str(device),
             }

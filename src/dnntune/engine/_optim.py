@@ -12,25 +12,45 @@ __all__ = ["OPTIMIZERS", "flatten_parameters", "make_optimizer", "resolve_device
 
 Params = Iterable[torch.nn.Parameter]
 
-# fused=True runs the whole update in one kernel (CPU and CUDA, torch >= 2.4): on this 2-core
-# CPU an AdamW step of the classic 5 x 113 MLP takes about a third of the foreach time.
-OPTIMIZERS: dict[OptimizerName, Callable[[Params, float, float], torch.optim.Optimizer]] = {
-    OptimizerName.ADAM: lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd, fused=True),
-    OptimizerName.ADAMW: lambda p, lr, wd: torch.optim.AdamW(p, lr=lr, weight_decay=wd, fused=True),
+
+def _adam(p: Params, lr: float, wd: float, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.Adam(p, lr=lr, weight_decay=wd, fused=fused or None)
+
+
+def _adamw(p: Params, lr: float, wd: float, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(p, lr=lr, weight_decay=wd, fused=fused or None)
+
+
+def _sgd(p: Params, lr: float, wd: float, fused: bool) -> torch.optim.Optimizer:
     # Plain SGD without momentum barely moves at the learning rates of the classic space.
-    OptimizerName.SGD: lambda p, lr, wd: torch.optim.SGD(
-        p, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True, fused=True
-    ),
-    OptimizerName.RMSPROP: lambda p, lr, wd: torch.optim.RMSprop(
-        p, lr=lr, weight_decay=wd, foreach=True
-    ),
+    return torch.optim.SGD(
+        p, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True, fused=fused or None
+    )
+
+
+def _rmsprop(p: Params, lr: float, wd: float, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(p, lr=lr, weight_decay=wd)  # no fused kernel
+
+
+# fused=True runs the whole update in one kernel (CPU and CUDA, torch >= 2.4): on the 2-core
+# benchmark machine an AdamW step of the classic 5 x 113 MLP takes a third of the foreach time.
+OPTIMIZERS: dict[OptimizerName, Callable[[Params, float, float, bool], torch.optim.Optimizer]] = {
+    OptimizerName.ADAM: _adam,
+    OptimizerName.ADAMW: _adamw,
+    OptimizerName.SGD: _sgd,
+    OptimizerName.RMSPROP: _rmsprop,
 }
 
 
 def make_optimizer(
-    name: str, params: Params, *, learning_rate: float, weight_decay: float = 0.0
+    name: str,
+    params: Params,
+    *,
+    learning_rate: float,
+    weight_decay: float = 0.0,
+    fused: bool = True,
 ) -> torch.optim.Optimizer:
-    return OPTIMIZERS[OptimizerName(name)](params, learning_rate, weight_decay)
+    return OPTIMIZERS[OptimizerName(name)](params, learning_rate, weight_decay, fused)
 
 
 def flatten_parameters(model: torch.nn.Module) -> torch.nn.Parameter:

@@ -13,6 +13,7 @@ from torch import nn
 from dnntune.config import Task
 from dnntune.engine._metrics import Metric, to_predictions
 from dnntune.engine._optim import flatten_parameters, make_optimizer
+from dnntune.engine._runtime import tune_allocator
 
 __all__ = ["FitResult", "FoldTensors", "fit", "predict_outputs"]
 
@@ -89,19 +90,33 @@ def fit(
     patience: int,
     generator: torch.Generator,
     on_epoch: Callable[[int, float], None] | None = None,
+    flat_parameters: bool = True,
 ) -> FitResult:
     """Train ``model`` on one fold with early stopping; restore and return the best epoch.
 
     ``on_epoch(epoch, score)`` runs after each epoch's evaluation; it may raise to stop the run
-    (the objective uses it for pruning and for the study's deadline).
+    (the objective uses it for pruning and for the study's deadline). ``flat_parameters=False``
+    keeps PyTorch's default per-tensor optimizer (``foreach``), for comparisons only.
     """
+    tune_allocator()
     device = data.x_train.device
     loss_fn = _loss_fn(data.task)
-    # One flat buffer for all parameters: one optimizer update per step, not one per layer.
-    flat = flatten_parameters(model)
-    grad = flat.grad
-    assert grad is not None
-    opt = make_optimizer(optimizer, [flat], learning_rate=learning_rate, weight_decay=weight_decay)
+    # One flat buffer for all parameters: one fused optimizer update per step, not one per layer.
+    grad: torch.Tensor | None = None
+    if flat_parameters:
+        flat = flatten_parameters(model)
+        grad = flat.grad
+        opt = make_optimizer(
+            optimizer, [flat], learning_rate=learning_rate, weight_decay=weight_decay
+        )
+    else:
+        opt = make_optimizer(
+            optimizer,
+            model.parameters(),
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            fused=False,
+        )
     n = data.n_train
     batch_size = min(batch_size, n)
     # A last batch of one row breaks BatchNorm; drop a remainder that small.
@@ -115,7 +130,10 @@ def fit(
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
             loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
-            grad.zero_()
+            if grad is not None:
+                grad.zero_()
+            else:
+                opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.detach()
