@@ -1,0 +1,59 @@
+"""The benchmarks run (quick mode) and print their JSON line; timings are not asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_engine_quick(hotel: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_engine.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in (
+        "speedup",
+        "peak_fraction",
+        "samples_per_s_baseline",
+        "samples_per_s_dnntune",
+        "auc_baseline",
+        "auc_dnntune",
+        "batch_size",
+    ):
+        assert key in result
+    assert result["batch_size"] == 512
+    assert result["samples_per_s_baseline"] > 0 and result["samples_per_s_dnntune"] > 0
+    assert 0.5 < result["auc_dnntune"] <= 1.0
+    assert set(result["ablation_speedups"]) == {
+        "torch nn.Dropout mask",
+        "per-tensor foreach optimizer",
+        "default glibc malloc",
+    }
+    assert "(a) original pipeline" in proc.stdout and "(b) dnntune engine" in proc.stdout
+
+
+def test_dnntune_dropout_keeps_pytorch_semantics() -> None:
+    import torch
+
+    from dnntune.model import Dropout
+
+    layer = Dropout(0.4)
+    x = torch.ones(200_000, requires_grad=True)
+    y = layer(x)
+    assert y.eq(0).float().mean().item() == pytest.approx(0.4, abs=0.005)
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.6))
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, y != 0)
+    layer.eval()
+    assert torch.equal(layer(x), x)
