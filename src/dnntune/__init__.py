@@ -19,6 +19,7 @@ __all__ = [
     "TuneConfig",
     "TuneResult",
     "__version__",
+    "load",
     "load_model",
     "tune",
 ]
@@ -31,6 +32,7 @@ _LAZY = {
     "StorageError": "dnntune.exceptions",
     "TuneConfig": "dnntune.config",
     "TuneResult": "dnntune.study",
+    "load": "dnntune.inference",
     "load_model": "dnntune.artifacts",
     "tune": "dnntune.study",
 }

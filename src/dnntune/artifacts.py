@@ -1,6 +1,11 @@
 """Save and load models as safetensors weights plus a JSON manifest; atomic file writes.
 
-Nothing here pickles or unpickles: weights are safetensors, everything else is JSON.
+Nothing here pickles or unpickles: weights are safetensors, everything else is JSON or CSV.
+
+A model folder holds ``manifest.json`` and the weights it names (``trial<N>_fold<K>.safetensors``)
+with their SHA-256. A better trial writes its weights under new names first, then replaces the
+manifest in one ``os.replace``, then deletes the weights no manifest names: a process killed at
+any point leaves a manifest whose weights are all present.
 """
 
 from __future__ import annotations
@@ -10,18 +15,21 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from dnntune.config import Task
 from dnntune.data import Preprocessor
+from dnntune.engine import METRICS, predictions_from_outputs
 from dnntune.exceptions import DataError
 from dnntune.model import make_mlp
 from dnntune.objective import BestModel, model_kwargs
@@ -31,12 +39,14 @@ __all__ = [
     "LoadedModel",
     "atomic_path",
     "load_model",
+    "prediction_frame",
     "save_model",
     "write_json",
 ]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib")
 
 
 @contextlib.contextmanager
@@ -66,54 +76,103 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
-    """Write the best trial's fold models to ``directory`` (replaced as a whole, atomically).
+def prediction_frame(
+    predictions: np.ndarray, task: Task, classes: Sequence[Any], targets: Sequence[str]
+) -> pd.DataFrame:
+    """Probabilities and labels (classification) or values (regression) as named columns."""
+    if task is Task.REGRESSION:
+        return pd.DataFrame({"prediction": predictions})
+    if task is Task.BINARY:
+        proba = np.stack([1.0 - predictions, predictions], axis=1)
+    else:
+        proba = predictions
+    if task is Task.MULTILABEL:
+        out = {f"proba_{t}": proba[:, j] for j, t in enumerate(targets)}
+        out.update({str(t): (proba[:, j] >= 0.5).astype(int) for j, t in enumerate(targets)})
+        return pd.DataFrame(out)
+    out = {f"proba_{c}": proba[:, j] for j, c in enumerate(classes)}
+    labels = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    frame = pd.DataFrame(out)
+    frame["prediction"] = labels
+    return frame
 
-    ``info`` adds task, metric, columns, data and versions to the manifest.
+
+def _oof(best: BestModel, info: dict[str, Any]) -> tuple[pd.DataFrame, float | None]:
+    """Out-of-fold predictions of the best trial's fold models and their metric."""
+    task = Task(info["task"])
+    parts, rows, truth = [], [], []
+    for fold, outputs, valid in zip(best.folds, best.oof_outputs, best.valid_rows, strict=True):
+        t = fold.tensors
+        parts.append(predictions_from_outputs(outputs, task, y_shift=t.y_shift, y_scale=t.y_scale))
+        rows.append(valid)
+        truth.append(t.y_valid_eval)
+    if not parts:
+        return pd.DataFrame(), None
+    pred = np.concatenate(parts)
+    metric = METRICS[info["metric"]]
+    value = metric(np.concatenate(truth), pred, task)
+    frame = prediction_frame(pred, task, info["classes"], info["target"])
+    row_ids = info.get("row_ids")
+    all_rows = np.concatenate(rows)
+    frame.insert(
+        0,
+        "fold",
+        np.concatenate([np.full(len(r), f.index) for f, r in zip(best.folds, rows, strict=True)]),
+    )
+    frame.insert(0, "row", row_ids[all_rows] if row_ids is not None else all_rows)
+    return frame.sort_values("row", kind="stable").reset_index(drop=True), float(value)
+
+
+def save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
+    """Write the best trial's fold models, out-of-fold predictions and manifest to ``directory``.
+
+    ``info`` adds task, metric, columns, classes, data and versions to the manifest; its
+    ``row_ids`` (not stored) maps dataset rows to file rows for ``oof.csv``.
     """
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        folds: list[dict[str, Any]] = []
-        for fold, state in zip(best.folds, best.states, strict=True):
-            name = f"fold_{fold.index}.safetensors"
-            save_file(
-                {k: v.detach().clone().contiguous() for k, v in state.items()}, str(staging / name)
-            )
-            folds.append(
-                {
-                    "fold": fold.index,
-                    "weights": name,
-                    "sha256": _sha256(staging / name),
-                    "score": best.fold_scores[len(folds)],
-                    "best_epoch": best.best_epochs[len(folds)],
-                    "y_shift": fold.tensors.y_shift,
-                    "y_scale": fold.tensors.y_scale,
-                    "preprocessing": fold.preprocessor.to_dict(),
-                }
-            )
-        manifest = {
-            "format": "dnntune-model",
-            "format_version": FORMAT_VERSION,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "trial_number": best.trial_number,
-            "value": best.value,
-            "params": best.params,
-            "architecture": {"d_out": best.d_out, **model_kwargs(best.params)},
-            **info,
-            "folds": folds,
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        old = directory.with_name(f".{directory.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if directory.exists():
-            os.replace(directory, old)
-        os.replace(staging, directory)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    directory.mkdir(parents=True, exist_ok=True)
+    tag = f"trial{best.trial_number}"
+    folds: list[dict[str, Any]] = []
+    for fold, state, score, epoch in zip(
+        best.folds, best.states, best.fold_scores, best.best_epochs, strict=True
+    ):
+        name = f"{tag}_fold{fold.index}.safetensors"
+        with atomic_path(directory / name) as tmp:
+            save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(tmp))
+        folds.append(
+            {
+                "fold": fold.index,
+                "weights": name,
+                "sha256": _sha256(directory / name),
+                "score": score,
+                "best_epoch": epoch,
+                "y_shift": fold.tensors.y_shift,
+                "y_scale": fold.tensors.y_scale,
+                "preprocessing": fold.preprocessor.to_dict(),
+            }
+        )
+    extra = {k: v for k, v in info.items() if k != "row_ids"}
+    oof, oof_value = _oof(best, info)
+    oof_name = f"{tag}_oof.csv"
+    with atomic_path(directory / oof_name) as tmp:
+        oof.to_csv(tmp, index=False)
+    manifest = {
+        "format": "dnntune-model",
+        "format_version": FORMAT_VERSION,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "trial_number": best.trial_number,
+        "value": best.value,
+        "oof_value": oof_value,
+        "oof_predictions": oof_name,
+        "params": best.params,
+        "architecture": {"d_out": best.d_out, **model_kwargs(best.params)},
+        **extra,
+        "folds": folds,
+    }
+    write_json(directory / MANIFEST, manifest)
+    keep = {MANIFEST, oof_name, *(f["weights"] for f in folds)}
+    for path in directory.iterdir():
+        if path.is_file() and path.name not in keep and not path.name.startswith("."):
+            path.unlink(missing_ok=True)
     return directory
 
 
@@ -122,34 +181,73 @@ class LoadedModel:
     manifest: dict[str, Any]
     preprocessors: list[Preprocessor]
     models: list[nn.Module]
+    y_shifts: list[float]
+    y_scales: list[float]
 
 
-def load_model(directory: Path) -> LoadedModel:
-    """Load a saved model folder: check format version and weight checksums; no unpickling."""
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise DataError(f"no {MANIFEST} in {str(directory)!r}; pass a model folder dnntune wrote")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if (
-        manifest.get("format") != "dnntune-model"
-        or manifest.get("format_version") != FORMAT_VERSION
-    ):
+def _refuse_pickle(path: Path) -> None:
+    raise DataError(
+        f"{str(path)!r} is a pickle-based file ({path.suffix}); dnntune never unpickles a model "
+        "because loading a pickle runs code from it; pass a run folder written by dnntune tune"
+    )
+
+
+def model_dir(path: str | Path) -> Path:
+    """The model folder for a run folder, a model folder or its manifest; refuses pickles."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        _refuse_pickle(path)
+    if not path.exists():
+        raise DataError(f"model {str(path)!r} does not exist; pass a run folder of dnntune tune")
+    if path.is_file() and path.name == MANIFEST:
+        path = path.parent
+    if (path / "model" / MANIFEST).is_file():
+        return path / "model"
+    if (path / MANIFEST).is_file():
+        return path
+    pickles = (
+        [p for p in sorted(path.iterdir()) if p.suffix.lower() in PICKLE_SUFFIXES]
+        if path.is_dir()
+        else []
+    )
+    if pickles:
+        _refuse_pickle(pickles[0])
+    raise DataError(
+        f"no {MANIFEST} in {str(path)!r} or its model/ folder; pass a run folder of dnntune tune"
+    )
+
+
+def load_model(path: str | Path, *, refit: bool = False) -> LoadedModel:
+    """Load the fold models (or the refit model) of a run: format and checksums checked."""
+    directory = model_dir(path)
+    manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    if manifest.get("format") != "dnntune-model":
+        raise DataError(f"{str(directory / MANIFEST)!r} is not a dnntune model manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(
-            f"{str(path)!r} is not a dnntune model manifest of format version {FORMAT_VERSION}"
+            f"model format version {manifest.get('format_version')} in {str(directory)!r} is not "
+            f"supported by this dnntune (version {FORMAT_VERSION}); upgrade dnntune or re-tune"
         )
-    pres: list[Preprocessor] = []
-    models: list[nn.Module] = []
-    for fold in manifest["folds"]:
-        weights = Path(directory) / fold["weights"]
-        if weights.suffix != ".safetensors" or _sha256(weights) != fold["sha256"]:
-            raise DataError(f"weights {str(weights)!r} do not match the manifest's checksum")
-        pre = Preprocessor.from_dict(fold["preprocessing"])
-        arch = manifest["architecture"]
-        model = make_mlp(d_in=pre.n_features, **arch)
+    entries = [manifest["refit"]] if refit else manifest["folds"]
+    if refit and manifest.get("refit") is None:
+        raise DataError(f"{str(directory)!r} has no refit model; run dnntune refit first")
+    loaded = LoadedModel(manifest, [], [], [], [])
+    for entry in entries:
+        weights = directory / entry["weights"]
+        if weights.suffix != ".safetensors":
+            _refuse_pickle(weights)
+        if not weights.is_file() or _sha256(weights) != entry["sha256"]:
+            raise DataError(
+                f"weights {str(weights)!r} are missing or do not match the manifest's checksum"
+            )
+        pre = Preprocessor.from_dict(entry["preprocessing"])
+        model = make_mlp(d_in=pre.n_features, **manifest["architecture"])
         model.load_state_dict(load_file(str(weights)))
-        pres.append(pre)
-        models.append(model.eval())
-    return LoadedModel(manifest, pres, models)
+        loaded.preprocessors.append(pre)
+        loaded.models.append(model.eval())
+        loaded.y_shifts.append(float(entry["y_shift"]))
+        loaded.y_scales.append(float(entry["y_scale"]))
+    return loaded
 
 
 def torch_versions() -> dict[str, str]:

@@ -106,6 +106,10 @@ def tune(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     verbose: Annotated[bool, typer.Option(help="Log every trial as Optuna does.")] = False,
+    refit: Annotated[
+        bool,
+        typer.Option(help="Then train the best configuration on all rows (see dnntune refit)."),
+    ] = False,
 ) -> None:
     """Run (or resume) a cross-validated Optuna study over an MLP search space."""
     import optuna
@@ -148,6 +152,14 @@ def tune(
         typer.echo("interrupted: the study keeps every finished trial; rerun to resume", err=True)
         raise typer.Exit(130) from None
     _print_result(result)
+    if refit and (result.run_dir / "model" / "manifest.json").is_file():
+        from dnntune.refit import refit as run_refit
+
+        try:
+            path = run_refit(result.run_dir, device=device)
+        except DnntuneError as exc:
+            _fail(exc)
+        typer.echo(f"Refit on all rows: {path}")
 
 
 def _print_result(result: object) -> None:
@@ -200,25 +212,117 @@ def folds(
     from dnntune.data import fold_table, load_table
 
     try:
-        suffix = "".join(output.suffixes[-2:]).lower()
-        if not suffix.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")):
-            raise DnntuneError(
-                f"--output {str(output)!r} must end in .csv, .csv.gz, .tsv, .tsv.gz or .parquet"
-            )
+        _check_output_suffix(output)
         frame = fold_table(
             load_table(data), target=_split(target), folds=folds, seed=seed, column=fold_column
         )
     except DnntuneError as exc:
         _fail(exc)
     with atomic_path(output) as tmp:
-        if suffix.endswith(".parquet"):
-            frame.to_parquet(tmp, index=False)
-        else:
-            sep = "\t" if ".tsv" in suffix else ","
-            frame.to_csv(
-                tmp, sep=sep, index=False, compression="gzip" if suffix.endswith(".gz") else None
-            )
+        _write_table(frame, tmp, output)
     typer.echo(f"wrote {output} ({len(frame)} rows, {folds} folds in column {fold_column!r})")
+
+
+@app.command("refit")
+def refit_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Train the best configuration on all rows (median best epoch of its folds)."""
+    from dnntune.refit import refit as run_refit
+
+    try:
+        path = run_refit(run_dir, device=device)
+    except DnntuneError as exc:
+        _fail(exc)
+    typer.echo(f"Refit on all rows: {path}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="Run folder (or its model/ folder).")],
+    data: Annotated[str, typer.Option(help="CSV/TSV(.gz)/Parquet file to predict.")],
+    output: Annotated[Path, typer.Option(help="Predictions file (.csv, .tsv, .parquet).")] = Path(
+        "predictions.csv"
+    ),
+    id_column: Annotated[str | None, typer.Option(help="Copy this column to the output.")] = None,
+    refit: Annotated[
+        bool, typer.Option(help="Use the model refit on all rows instead of the fold ensemble.")
+    ] = False,
+) -> None:
+    """Predict with a tuned model: class probabilities and labels, or values."""
+    from dnntune.artifacts import atomic_path
+    from dnntune.data import load_table
+    from dnntune.inference import load
+
+    try:
+        _check_output_suffix(output)
+        predictor = load(model, refit=refit)
+        frame = load_table(data).frame
+        predictions = predictor.predict(frame, id_column=id_column)
+    except DnntuneError as exc:
+        _fail(exc)
+    for msg in predictor.notes:
+        typer.echo(f"note: {msg}", err=True)
+    with atomic_path(output) as tmp:
+        _write_table(predictions, tmp, output)
+    kind = "refit model" if refit else f"ensemble of {len(predictor.loaded.models)} fold models"
+    typer.echo(f"wrote {output} ({len(predictions)} rows, {kind})")
+
+
+@app.command()
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],
+) -> None:
+    """Print what a tuned model is: task, metric, parameters, architecture, data, versions."""
+    from dnntune.inference import load
+
+    try:
+        predictor = load(run_dir)
+    except DnntuneError as exc:
+        _fail(exc)
+    m = predictor.manifest
+    data = m["data"]
+    classes = f", classes {m['classes']}" if m["classes"] else ""
+    refit = m.get("refit")
+    lines = [
+        f"Model of trial {m['trial_number']} (saved {m['created_at']})",
+        f"  task:        {m['task']}{classes}",
+        f"  target:      {', '.join(m['target'])}",
+        f"  metric:      {m['metric']} ({m['direction']}): CV {m['value']:.6f} "
+        f"(mean of {len(m['folds'])} folds), out-of-fold {m['oof_value']:.6f}",
+        f"  parameters:  {m['params']}",
+        f"  data:        {data['source']} ({data['rows']} rows, sha256 {data.get('sha256')})",
+        f"  columns:     {len(m['columns'])} used: {', '.join(m['columns'])}",
+        f"  ignored:     {m.get('ignored_columns') or 'none'}",
+        "  refit:       "
+        + (f"{refit['epochs']} epochs on {refit['rows']} rows" if refit else "none"),
+        f"  versions:    {m['versions']}",
+        "Architecture:",
+        str(predictor.loaded.models[0]),
+    ]
+    typer.echo("\n".join(lines))
+
+
+def _check_output_suffix(output: Path) -> None:
+    suffix = "".join(output.suffixes[-2:]).lower()
+    if not suffix.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")):
+        raise DnntuneError(
+            f"--output {str(output)!r} must end in .csv, .csv.gz, .tsv, .tsv.gz or .parquet"
+        )
+
+
+def _write_table(frame: object, tmp: Path, output: Path) -> None:
+    import pandas as pd
+
+    assert isinstance(frame, pd.DataFrame)
+    suffix = "".join(output.suffixes[-2:]).lower()
+    if suffix.endswith(".parquet"):
+        frame.to_parquet(tmp, index=False)
+    else:
+        sep = "\t" if ".tsv" in suffix else ","
+        compression = "gzip" if suffix.endswith(".gz") else None
+        frame.to_csv(tmp, sep=sep, index=False, compression=compression)
 
 
 def main() -> None:

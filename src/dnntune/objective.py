@@ -23,7 +23,7 @@ from torch import nn
 
 from dnntune.config import Task
 from dnntune.data import Dataset, Preprocessor
-from dnntune.engine import FoldTensors, Metric, fit
+from dnntune.engine import FoldTensors, Metric, fit, predict_outputs
 from dnntune.model import make_mlp
 from dnntune.space import FixedParam, IntParam, SearchSpace, suggest
 
@@ -72,7 +72,10 @@ class PreparedFold:
 
 
 def prepare_fold(dataset: Dataset, fold: int, device: torch.device) -> PreparedFold:
-    """Fit the preprocessing on the fold's training rows only and move both parts to the device."""
+    """Fit the preprocessing on the fold's training rows only and move both parts to the device.
+
+    ``fold=-1`` trains on every row (no validation part), as a refit does.
+    """
     train = dataset.folds != fold
     frame = dataset.features
     pre = Preprocessor(dataset.plan).fit(frame.loc[train])
@@ -107,6 +110,8 @@ class BestModel:
     folds: list[PreparedFold] = field(repr=False, default_factory=list)
     d_in: int = 0
     d_out: int = 1
+    oof_outputs: list[np.ndarray] = field(repr=False, default_factory=list)
+    valid_rows: list[np.ndarray] = field(repr=False, default_factory=list)
 
     def build(self, i: int = 0) -> nn.Module:
         """The trained model of fold ``i`` as an ``nn.Module`` on the CPU, in eval mode."""
@@ -169,6 +174,18 @@ class Objective:
             trial.set_user_attr("stop_reason", "timeout")
             raise optuna.TrialPruned("the study's --timeout was reached during this trial")
 
+    def _oof_outputs(
+        self,
+        params: dict[str, Any],
+        fold: PreparedFold,
+        state: dict[str, torch.Tensor],
+        d_out: int,
+    ) -> np.ndarray:
+        """The fold model's raw outputs on its validation rows (out-of-fold predictions)."""
+        model = make_mlp(d_in=fold.preprocessor.n_features, d_out=d_out, **model_kwargs(params))
+        model.load_state_dict(state)
+        return predict_outputs(model.to(self.device), fold.tensors.x_valid)
+
     def __call__(self, trial: optuna.trial.Trial) -> float:
         params = suggest(trial, self.space)
         d_out = self.dataset.target.n_outputs if self.dataset.task is not Task.BINARY else 1
@@ -230,6 +247,10 @@ class Objective:
             self.best_value is None or self.metric.better(value, self.best_value)
         ):
             self.best_value = value
+            folds = [self._folds[k] for k in range(self.n_folds)]
+            oof = [
+                self._oof_outputs(params, f, s, d_out) for f, s in zip(folds, states, strict=True)
+            ]
             self.best = BestModel(
                 trial.number,
                 value,
@@ -237,9 +258,11 @@ class Objective:
                 scores,
                 epochs_used,
                 states,
-                [self._folds[k] for k in range(self.n_folds)],
+                folds,
                 self._folds[0].preprocessor.n_features,
                 d_out,
+                oof,
+                [np.flatnonzero(self.dataset.folds == f.index) for f in folds],
             )
             if self.on_new_best is not None:
                 self.on_new_best(self.best)

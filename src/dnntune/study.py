@@ -203,7 +203,8 @@ def tune(
         "task": dataset.task.value,
         "metric": metric.name.value,
         "direction": metric.direction,
-        "columns": list(dataset.features.columns),
+        "columns": dataset.plan.features,
+        "ignored_columns": dataset.plan.dropped,
         "target": list(dataset.target.columns),
         "classes": dataset.target.classes,
         "data": {
@@ -212,6 +213,8 @@ def tune(
             "sha256": _file_digest(dataset.source),
         },
         "versions": torch_versions(),
+        "config": config.to_dict(),
+        "row_ids": dataset.row_ids,
     }
 
     def keep_best(best: BestModel) -> None:

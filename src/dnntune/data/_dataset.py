@@ -28,6 +28,7 @@ class Dataset:
     plan: ColumnPlan
     source: str
     notes: list[str] = field(default_factory=list)
+    row_ids: np.ndarray | None = None  # each row's position in the file (missing targets removed)
 
     @property
     def task(self) -> Task:
@@ -83,6 +84,7 @@ def build_dataset(
     notes: list[str] = []
     y = frame[list(target)]
     has_target = y.notna().all(axis=1).to_numpy()
+    row_ids = np.flatnonzero(has_target)
     if not has_target.all():
         notes.append(f"dropped {int((~has_target).sum())} rows with a missing target")
         frame = frame.loc[has_target].reset_index(drop=True)
@@ -107,7 +109,7 @@ def build_dataset(
             "every feature column was dropped as constant or ID-like: " + "; ".join(plan.notes())
         )
     notes += plan.notes()
-    return Dataset(features, encoded, fold_ids, plan, table.source, notes)
+    return Dataset(features, encoded, fold_ids, plan, table.source, notes, row_ids)
 
 
 def fold_table(

@@ -1,6 +1,13 @@
 """Engine stage: the training loop, optimizers, evaluation and metrics."""
 
-from dnntune.engine._metrics import METRICS, Metric, default_metric, resolve_metric, to_predictions
+from dnntune.engine._metrics import (
+    METRICS,
+    Metric,
+    default_metric,
+    predictions_from_outputs,
+    resolve_metric,
+    to_predictions,
+)
 from dnntune.engine._optim import OPTIMIZERS, flatten_parameters, make_optimizer, resolve_device
 from dnntune.engine._train import FitResult, FoldTensors, evaluate, fit, predict_outputs
 
@@ -16,6 +23,7 @@ __all__ = [
     "flatten_parameters",
     "make_optimizer",
     "predict_outputs",
+    "predictions_from_outputs",
     "resolve_device",
     "resolve_metric",
     "to_predictions",

@@ -14,7 +14,14 @@ from sklearn import metrics as skm
 from dnntune.config import MetricName, Task, parse_choice
 from dnntune.exceptions import ConfigError
 
-__all__ = ["METRICS", "Metric", "default_metric", "resolve_metric", "to_predictions"]
+__all__ = [
+    "METRICS",
+    "Metric",
+    "default_metric",
+    "predictions_from_outputs",
+    "resolve_metric",
+    "to_predictions",
+]
 
 
 def to_predictions(outputs: np.ndarray, task: Task) -> np.ndarray:
@@ -24,6 +31,20 @@ def to_predictions(outputs: np.ndarray, task: Task) -> np.ndarray:
     if task is Task.MULTICLASS:
         return softmax(outputs, axis=1)
     return outputs
+
+
+def predictions_from_outputs(
+    outputs: np.ndarray, task: Task, *, y_shift: float = 0.0, y_scale: float = 1.0
+) -> np.ndarray:
+    """Model outputs (rows, n_out) to probabilities or values in the target's units.
+
+    Binary and regression give a 1-D array; multiclass and multilabel a 2-D one.
+    """
+    if task is Task.REGRESSION:
+        return outputs[:, 0] * y_scale + y_shift
+    if task is Task.BINARY:
+        return to_predictions(outputs[:, 0], task)
+    return to_predictions(outputs, task)
 
 
 def _binary_proba(p: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from dnntune.config import Task
-from dnntune.engine._metrics import Metric, to_predictions
+from dnntune.engine._metrics import Metric, predictions_from_outputs
 from dnntune.engine._optim import flatten_parameters, make_optimizer
 from dnntune.engine._runtime import tune_allocator
 
@@ -73,11 +73,10 @@ def evaluate(model: nn.Module, data: FoldTensors, metric: Metric) -> float:
     outputs = predict_outputs(model, data.x_valid)
     if not np.isfinite(outputs).all():
         return math.nan
-    if data.task is Task.REGRESSION:
-        outputs = outputs[:, 0] * data.y_scale + data.y_shift
-    elif data.task is Task.BINARY:
-        outputs = outputs[:, 0]
-    return metric(data.y_valid_eval, to_predictions(outputs, data.task), data.task)
+    predictions = predictions_from_outputs(
+        outputs, data.task, y_shift=data.y_shift, y_scale=data.y_scale
+    )
+    return metric(data.y_valid_eval, predictions, data.task)
 
 
 def fit(
@@ -144,6 +143,9 @@ def fit(
         if not math.isfinite(float(total)):
             history.append(math.nan)
             break
+        if data.x_valid.shape[0] == 0:  # refit on all rows: no validation, no early stopping
+            history.append(math.nan)
+            continue
         score = evaluate(model, data, metric)
         history.append(score)
         if best_state is None or (math.isfinite(score) and metric.better(score, best_score)):
@@ -156,5 +158,6 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
+        best_epoch = len(history)
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return FitResult(best_score, best_epoch, len(history), best_state, history)

@@ -1,0 +1,100 @@
+"""Use a tuned model: ``dnntune.load(RUN_DIR).predict(frame)``.
+
+The fold models of the best trial form an averaging ensemble (probabilities or values are
+averaged); with ``refit=True`` the model trained on all rows is used instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dnntune._names import did_you_mean, short_list
+from dnntune.artifacts import LoadedModel, load_model, prediction_frame
+from dnntune.config import Task
+from dnntune.engine import predict_outputs, predictions_from_outputs
+from dnntune.exceptions import DataError
+
+__all__ = ["Predictor", "load"]
+
+
+@dataclass
+class Predictor:
+    """A loaded model with its preprocessing; ``notes`` collects what ``predict`` noticed."""
+
+    loaded: LoadedModel
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.loaded.manifest
+
+    @property
+    def task(self) -> Task:
+        return Task(self.manifest["task"])
+
+    @property
+    def required_columns(self) -> list[str]:
+        return list(self.manifest["columns"])
+
+    def check_columns(self, frame: pd.DataFrame) -> None:
+        """Raise for missing columns (listed by name); note extra ones."""
+        known = {
+            *self.required_columns,
+            *self.manifest.get("ignored_columns", {}),
+            *self.manifest.get("target", []),
+        }
+        extra = [c for c in frame.columns if c not in known]
+        missing = [c for c in self.required_columns if c not in set(frame.columns)]
+        if missing:
+            hint = did_you_mean(missing[0], extra) if extra else ""
+            raise DataError(
+                f"the data lacks {len(missing)} column{'s' if len(missing) > 1 else ''} the model "
+                f"needs: {short_list(missing)}{hint}; add them (values may be empty)"
+            )
+        if extra:
+            self.notes.append(
+                f"ignored {len(extra)} column(s) the model does not use: {short_list(extra)}"
+            )
+
+    def predict_array(self, frame: pd.DataFrame) -> np.ndarray:
+        """Ensemble-averaged probabilities (classification) or values (regression)."""
+        self.check_columns(frame)
+        parts = []
+        for pre, model, shift, scale in zip(
+            self.loaded.preprocessors,
+            self.loaded.models,
+            self.loaded.y_shifts,
+            self.loaded.y_scales,
+            strict=True,
+        ):
+            x = torch.from_numpy(pre.transform(frame))
+            outputs = predict_outputs(model, x)
+            parts.append(predictions_from_outputs(outputs, self.task, y_shift=shift, y_scale=scale))
+        return np.mean(parts, axis=0)
+
+    def predict(self, frame: pd.DataFrame, *, id_column: str | None = None) -> pd.DataFrame:
+        """Probability columns and labels, or values; the ID column first when asked."""
+        if id_column is not None and id_column not in frame.columns:
+            raise DataError(
+                f"--id-column {id_column!r} not in the data{did_you_mean(id_column, frame.columns)}"
+            )
+        out = prediction_frame(
+            self.predict_array(frame),
+            self.task,
+            self.manifest.get("classes", []),
+            self.manifest["target"],
+        )
+        if id_column is not None:
+            out.insert(0, id_column, frame[id_column].to_numpy())
+        return out
+
+
+def load(run_dir: str | Path, *, refit: bool = False) -> Predictor:
+    """Load a run folder (or its ``model/`` folder) written by ``dnntune tune``."""
+    return Predictor(load_model(run_dir, refit=refit))

@@ -1,0 +1,89 @@
+"""Refit: train the best configuration on all rows and save it beside the fold ensemble."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+from dnntune.artifacts import MANIFEST, _sha256, atomic_path, model_dir, write_json
+from dnntune.config import TuneConfig
+from dnntune.data import build_dataset, load_table
+from dnntune.engine import METRICS, fit, resolve_device
+from dnntune.exceptions import DataError
+from dnntune.model import make_mlp
+from dnntune.objective import model_kwargs, prepare_fold
+
+__all__ = ["refit"]
+
+
+def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
+    """Train the best trial's configuration on every row for the median of its folds' best
+    epoch counts; save ``refit_trial<N>.safetensors`` and a ``refit`` entry in the manifest."""
+    from safetensors.torch import save_file
+
+    directory = model_dir(run_dir)
+    manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    names = {f.name for f in dataclasses.fields(TuneConfig)}
+    config = TuneConfig(**{k: v for k, v in manifest["config"].items() if k in names})
+    table = load_table(config.data)
+    digest = manifest["data"].get("sha256")
+    if digest and Path(config.data).is_file() and _sha256(Path(config.data)) != digest:
+        raise DataError(
+            f"data file {config.data!r} changed since the study ran (its SHA-256 differs); "
+            "refit on the data the study saw, or tune again"
+        )
+    dataset = build_dataset(
+        table,
+        target=config.target,
+        drop=config.drop,
+        task=config.task,
+        folds=config.folds,
+        fold_column=config.fold_column,
+        seed=config.seed,
+    )
+    target = resolve_device(device)
+    prepared = prepare_fold(dataset, -1, target)
+    params = manifest["params"]
+    epochs = max(1, round(statistics.median(f["best_epoch"] for f in manifest["folds"])))
+    torch.manual_seed(config.seed)
+    model = make_mlp(
+        d_in=prepared.preprocessor.n_features,
+        d_out=manifest["architecture"]["d_out"],
+        **model_kwargs(params),
+    ).to(target)
+    fit(
+        model,
+        prepared.tensors,
+        metric=METRICS[manifest["metric"]],
+        optimizer=params["optimizer"],
+        learning_rate=params["learning_rate"],
+        weight_decay=params["weight_decay"],
+        batch_size=params["batch_size"],
+        epochs=epochs,
+        patience=epochs,
+        generator=torch.Generator(device=target).manual_seed(config.seed),
+    )
+    name = f"refit_trial{manifest['trial_number']}.safetensors"
+    with atomic_path(directory / name) as tmp:
+        save_file(
+            {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()},
+            str(tmp),
+        )
+    manifest["refit"] = {
+        "weights": name,
+        "sha256": _sha256(directory / name),
+        "epochs": epochs,
+        "rows": dataset.n_rows,
+        "y_shift": prepared.tensors.y_shift,
+        "y_scale": prepared.tensors.y_scale,
+        "preprocessing": prepared.preprocessor.to_dict(),
+    }
+    write_json(directory / MANIFEST, manifest)
+    for path in directory.glob("refit_*.safetensors"):
+        if path.name != name:
+            path.unlink(missing_ok=True)
+    return directory / name

@@ -1,0 +1,258 @@
+"""Deliver the model: fold ensemble, out-of-fold predictions, refit, predict, show, safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+import dnntune
+from dnntune.artifacts import load_model
+from dnntune.data import load_table
+from dnntune.exceptions import DataError
+from dnntune.testing import TINY_SPACE, write_space
+
+
+def _ensemble_on(result: dnntune.TuneResult, frame: pd.DataFrame) -> np.ndarray:
+    """The in-memory fold models of the best trial, averaged, on ``frame``."""
+    best = result.best
+    assert best is not None
+    probs = []
+    for i, fold in enumerate(best.folds):
+        x = torch.from_numpy(fold.preprocessor.transform(frame))
+        with torch.inference_mode():
+            probs.append(torch.sigmoid(best.build(i)(x))[:, 0].numpy())
+    return np.mean(probs, axis=0)
+
+
+@pytest.fixture(scope="module")
+def credit_run(tmp_path_factory: pytest.TempPathFactory, credit_g: Path):
+    tmp = tmp_path_factory.mktemp("credit")
+    result = dnntune.tune(
+        data=str(credit_g),
+        target="target",
+        trials=3,
+        folds=3,
+        space=str(write_space(tmp / "s.yaml")),
+        output_dir=str(tmp / "run"),
+    )
+    return result, tmp / "run"
+
+
+def test_predict_on_training_file_equals_the_ensemble(
+    cli, tmp_path: Path, credit_g: Path, credit_run
+) -> None:
+    result, run = credit_run
+    r = cli("predict", "--model", str(run), "--data", str(credit_g), "--output", "p.csv")
+    assert r.returncode == 0, r
+    assert "wrote p.csv (1000 rows, ensemble of 3 fold models)" in r.stdout
+    assert "note: ignored 1 column(s) the model does not use" not in r.stderr  # target is known
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert list(pred.columns) == ["proba_0", "proba_1", "prediction"]
+    expected = _ensemble_on(result, load_table(str(credit_g)).frame)
+    np.testing.assert_allclose(pred["proba_1"], expected, rtol=1e-5, atol=1e-6)
+    assert set(pred["prediction"]) <= {0, 1}
+    assert (pred["prediction"] == (pred["proba_1"] >= 0.5).astype(int)).all()
+
+
+def test_out_of_fold_predictions_and_metric_are_saved(credit_run, credit_g: Path) -> None:
+    _, run = credit_run
+    manifest = json.loads((run / "model" / "manifest.json").read_text())
+    oof = pd.read_csv(run / "model" / manifest["oof_predictions"])
+    assert sorted(oof["row"]) == list(range(1000)) and set(oof["fold"]) == {0, 1, 2}
+    y = load_table(str(credit_g)).frame["target"].to_numpy()
+    assert manifest["oof_value"] == pytest.approx(roc_auc_score(y[oof["row"]], oof["proba_1"]))
+    # Each row's OOF prediction comes from the model that did not see it.
+    loaded = load_model(run)
+    frame = load_table(str(credit_g)).frame
+    for k in range(3):
+        rows = oof[oof["fold"] == k]
+        x = torch.from_numpy(loaded.preprocessors[k].transform(frame.iloc[rows["row"]]))
+        with torch.inference_mode():
+            p = torch.sigmoid(loaded.models[k](x))[:, 0].numpy()
+        np.testing.assert_allclose(rows["proba_1"], p, rtol=1e-5, atol=1e-6)
+
+
+def test_python_api_load_predict(credit_run, credit_g: Path) -> None:
+    result, run = credit_run
+    frame = load_table(str(credit_g)).frame.head(50)
+    predictor = dnntune.load(run)
+    out = predictor.predict(frame)
+    np.testing.assert_allclose(out["proba_1"], _ensemble_on(result, frame), rtol=1e-5, atol=1e-6)
+
+
+def test_column_checks(cli, tmp_path: Path, credit_g: Path, credit_run) -> None:
+    _, run = credit_run
+    frame = load_table(str(credit_g)).frame
+    frame.drop(columns=["age", "duration"]).to_csv(tmp_path / "removed.csv", index=False)
+    r = cli("predict", "--model", str(run), "--data", "removed.csv", "--output", "p.csv")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "error: the data lacks 2 columns the model needs: 'duration', 'age'" in r.stderr
+    assert not (tmp_path / "p.csv").exists()
+
+    frame.rename(columns={"age": "agee"}).to_csv(tmp_path / "renamed.csv", index=False)
+    r = cli("predict", "--model", str(run), "--data", "renamed.csv", "--output", "p.csv")
+    assert r.returncode == 2
+    assert "lacks 1 column the model needs: 'age' (did you mean 'agee'?)" in r.stderr
+
+    new_level = frame.assign(purpose=999, extra_col="x")
+    new_level.to_csv(tmp_path / "new.csv", index=False)
+    r = cli(
+        "predict",
+        "--model",
+        str(run),
+        "--data",
+        "new.csv",
+        "--output",
+        "p.csv",
+        "--id-column",
+        "age",
+    )
+    assert r.returncode == 0, r
+    assert "note: ignored 1 column(s) the model does not use: 'extra_col'" in r.stderr
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert pred.columns[0] == "age" and len(pred) == 1000
+    assert pred["proba_1"].between(0, 1).all()
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("name", ["model.pt", "pytorch_model.bin"])
+def test_pickled_model_is_refused_and_never_run(
+    cli, tmp_path: Path, credit_g: Path, name: str
+) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / name).write_bytes(pickle.dumps(_Evil(marker)))
+    for target in (evil / name, evil):
+        r = cli("predict", "--model", str(target), "--data", str(credit_g), "--output", "p.csv")
+        assert r.returncode == 2, r
+        assert "is a pickle-based file" in r.stderr and "never unpickles" in r.stderr
+        r = cli("show", str(target))
+        assert r.returncode == 2
+    assert not marker.exists()
+
+
+def test_manifest_pointing_at_a_pickle_is_refused(tmp_path: Path, credit_run) -> None:
+    _, run = credit_run
+    bad = tmp_path / "model"
+    bad.mkdir()
+    manifest = json.loads((run / "model" / "manifest.json").read_text())
+    manifest["folds"][0]["weights"] = "fold0.pt"
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    (bad / "fold0.pt").write_bytes(pickle.dumps(_Evil(tmp_path / "pwned")))
+    with pytest.raises(DataError, match="is a pickle-based file"):
+        load_model(bad)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_tampered_weights_fail_the_checksum(tmp_path: Path, credit_run) -> None:
+    import shutil
+
+    _, run = credit_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    manifest = json.loads((copy / "model" / "manifest.json").read_text())
+    weights = copy / "model" / manifest["folds"][1]["weights"]
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(DataError, match="do not match the manifest's checksum"):
+        load_model(copy)
+
+
+def test_show_prints_what_the_model_is(cli, credit_run) -> None:
+    _, run = credit_run
+    r = cli("show", str(run))
+    assert r.returncode == 0, r
+    for text in (
+        "task:        binary, classes [0, 1]",
+        "metric:      roc_auc (maximize): CV ",
+        "out-of-fold",
+        "parameters:  {'optimizer'",
+        "credit_g.tsv.gz (1000 rows, sha256",
+        "versions:",
+        "Sequential(",
+        "Linear(in_features=",
+    ):
+        assert text in r.stdout
+
+
+def test_refit_trains_on_all_rows_and_predicts(
+    cli, tmp_path: Path, credit_g: Path, credit_run
+) -> None:
+    import shutil
+
+    _, run = credit_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    r = cli("refit", str(copy))
+    assert r.returncode == 0, r
+    manifest = json.loads((copy / "model" / "manifest.json").read_text())
+    refit = manifest["refit"]
+    assert refit["rows"] == 1000
+    assert refit["epochs"] == round(float(np.median([f["best_epoch"] for f in manifest["folds"]])))
+    assert (copy / "model" / refit["weights"]).is_file()
+    r = cli(
+        "predict", "--model", str(copy), "--data", str(credit_g), "--output", "p.csv", "--refit"
+    )
+    assert r.returncode == 0, r
+    assert "refit model" in r.stdout
+
+
+def test_hotel_round_trip(cli, tmp_path: Path, hotel: Path) -> None:
+    space = TINY_SPACE.replace("epochs: 4", "epochs: 2")
+    result = dnntune.tune(
+        data=str(hotel),
+        target="is_canceled",
+        drop="reservation_status,reservation_status_date",
+        trials=1,
+        folds=5,
+        max_folds=2,
+        space=str(write_space(tmp_path / "s.yaml", space)),
+        output_dir=str(tmp_path / "run"),
+    )
+    r = cli("predict", "--model", "run", "--data", str(hotel), "--output", "p.parquet")
+    assert r.returncode == 0, r
+    pred = pd.read_parquet(tmp_path / "p.parquet")
+    frame = load_table(str(hotel)).frame
+    np.testing.assert_allclose(pred["proba_1"], _ensemble_on(result, frame), rtol=1e-4, atol=1e-5)
+
+
+def test_killed_runs_always_leave_a_loadable_model(tmp_path: Path, credit_g: Path) -> None:
+    """Kill a study again and again while it keeps replacing its best model."""
+    space = write_space(tmp_path / "s.yaml", TINY_SPACE.replace("epochs: 4", "epochs: 1"))
+    code = (
+        f"import dnntune; dnntune.tune(data={str(credit_g)!r}, target='target', trials=400, "
+        f"folds=3, max_folds=2, sampler='random', pruner='none', space={str(space)!r}, "
+        f"output_dir={str(tmp_path / 'run')!r}, warm_start=False)"
+    )
+    loads = 0
+    for delay in (3.0, 3.5, 4.0, 4.5, 5.0, 5.5):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if (tmp_path / "run" / "model" / "manifest.json").exists():
+            loaded = load_model(tmp_path / "run")
+            assert len(loaded.models) == 2
+            loads += 1
+    assert loads >= 3
