@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         help="batch sizes tried for dnntune's best share of the matmul peak",
     )
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: 8,000 rows, 1 epoch, 1 repeat"
     )
@@ -247,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset, data = load_fold(args, device)
 
     def ours(batch_size: int, **switches: bool) -> tuple[float, float]:
+        # One unmeasured epoch first: a new batch size brings new tensor sizes to the allocator.
+        run_dnntune(data, batch_size=batch_size, epochs=1, seed=98, **switches)
         return _median(
             [
                 run_dnntune(data, batch_size=batch_size, epochs=args.epochs, seed=r, **switches)
@@ -297,6 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     share = eval_share(data, ours_sps)
     print(f"evaluation (forward pass over the validation rows + ROC-AUC): {share:.1%} of an epoch")
 
+    peak = matmul_peak_gflops(device)
+    fps = flops_per_sample(d_in)
+    best_bs, best_frac = bs, ours_sps * fps / 1e9 / peak
+    print(f"matmul peak: {peak:.1f} GFLOP/s; model: {fps / 1e6:.3f} MFLOP per training sample")
+    for size in [int(b) for b in args.batch_sizes.split(",")]:
+        sps = ours_sps if size == bs else ours(size)[0]
+        gflops = sps * fps / 1e9
+        print(
+            f"    dnntune bs={size:5d}: {sps:10,.0f} samples/s  {gflops:6.1f} GFLOP/s  "
+            f"{gflops / peak:5.1%} of peak"
+        )
+        if gflops / peak > best_frac:
+            best_bs, best_frac = size, gflops / peak
     ablation: dict[str, float] = {}
     if not args.no_ablation:
         print(f"ablation at bs={bs} (each row undoes one optimization of (b)):")
@@ -333,19 +348,6 @@ def main(argv: list[str] | None = None) -> int:
             ablation[name] = round(ours_sps / sps, 3)
             print(f"    without: {name:30s} {sps:10,.0f} samples/s  (b) is {ours_sps / sps:.2f}x")
 
-    peak = matmul_peak_gflops(device)
-    fps = flops_per_sample(d_in)
-    best_bs, best_frac = bs, ours_sps * fps / 1e9 / peak
-    print(f"matmul peak: {peak:.1f} GFLOP/s; model: {fps / 1e6:.3f} MFLOP per training sample")
-    for size in [int(b) for b in args.batch_sizes.split(",")]:
-        sps = ours_sps if size == bs else ours(size)[0]
-        gflops = sps * fps / 1e9
-        print(
-            f"    dnntune bs={size:5d}: {sps:10,.0f} samples/s  {gflops:6.1f} GFLOP/s  "
-            f"{gflops / peak:5.1%} of peak"
-        )
-        if gflops / peak > best_frac:
-            best_bs, best_frac = size, gflops / peak
     print(
         json.dumps(
             {
