@@ -249,3 +249,50 @@ def test_fold_file_round_trip(cli, tmp_path: Path, credit_g: Path) -> None:
     assert r.returncode == 0, r
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["data"]["folds"] == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "metric"),
+    [("digits", "multiclass", "logloss"), ("diabetes", "regression", "rmse")],
+)
+def test_other_builtin_data_sets(cli, tmp_path: Path, name: str, task: str, metric: str) -> None:
+    r = cli(
+        "tune",
+        "--data",
+        f"builtin:{name}",
+        "--trials",
+        "1",
+        "--space",
+        _space(tmp_path),
+        "--output-dir",
+        "out",
+        *QUICK,
+    )
+    assert r.returncode == 0, r
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["task"], summary["metric"]) == (task, metric)
+
+
+def test_wine_as_regression_and_multiclass(cli, tmp_path: Path, wine: Path) -> None:
+    for task, metric in (("regression", "rmse"), ("multiclass", "accuracy")):
+        r = cli(
+            "tune",
+            "--data",
+            str(wine),
+            "--target",
+            "target",
+            "--task",
+            task,
+            "--metric",
+            metric,
+            "--trials",
+            "1",
+            "--space",
+            _space(tmp_path),
+            "--output-dir",
+            task,
+            *QUICK,
+        )
+        assert r.returncode == 0, r
+        summary = json.loads((tmp_path / task / "summary.json").read_text())
+        assert summary["task"] == task and summary["metric"] == metric
