@@ -106,6 +106,9 @@ def tune(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     verbose: Annotated[bool, typer.Option(help="Log every trial as Optuna does.")] = False,
+    report: Annotated[
+        bool, typer.Option(help="Write report.html and plots/*.png into the run folder.")
+    ] = True,
     refit: Annotated[
         bool,
         typer.Option(help="Then train the best configuration on all rows (see dnntune refit)."),
@@ -152,6 +155,11 @@ def tune(
         typer.echo("interrupted: the study keeps every finished trial; rerun to resume", err=True)
         raise typer.Exit(130) from None
     _print_result(result)
+    if report and result.study.get_trials(deepcopy=False):
+        from dnntune.report import write_report
+
+        path = write_report(result.run_dir, storage=storage)
+        typer.echo(f"Report: {path}")
     if refit and (result.run_dir / "model" / "manifest.json").is_file():
         from dnntune.refit import refit as run_refit
 
@@ -302,6 +310,63 @@ def show(
         str(predictor.loaded.models[0]),
     ]
     typer.echo("\n".join(lines))
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],
+    storage: Annotated[
+        str | None, typer.Option(help="Storage URL, when not the run's own.")
+    ] = None,
+) -> None:
+    """Write the run's self-contained HTML report and PNG plots."""
+    from dnntune.report import write_report
+
+    try:
+        path = write_report(run_dir, storage=storage)
+    except DnntuneError as exc:
+        _fail(exc)
+    typer.echo(f"Report: {path} (PNG plots in {path.parent / 'plots'})")
+
+
+@app.command()
+def dashboard(
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="Run folder written by dnntune tune.")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Storage URL instead of a run folder.")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind (default: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve optuna-dashboard on the study's storage."""
+    import json
+
+    from dnntune.storage import default_storage_url, open_storage, redact
+
+    try:
+        if storage is None:
+            if run_dir is None:
+                raise DnntuneError("pass a run folder or --storage URL")
+            summary_path = run_dir / "summary.json"
+            if not summary_path.is_file():
+                raise DnntuneError(
+                    f"no summary.json in {str(run_dir)!r}; pass a run folder of dnntune tune"
+                )
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            storage = summary.get("config", {}).get("storage") or default_storage_url(run_dir)
+        backend = open_storage(storage)
+    except DnntuneError as exc:
+        _fail(exc)
+    from optuna_dashboard import run_server
+
+    typer.echo(
+        f"optuna-dashboard on {redact(storage or '')}: http://{host}:{port}/ (Ctrl-C to stop)"
+    )
+    run_server(backend, host=host, port=port)
 
 
 def _check_output_suffix(output: Path) -> None:

@@ -1,0 +1,47 @@
+"""Load a run folder's study and write its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+
+from dnntune.exceptions import DataError, StorageError
+from dnntune.report._render import render_html, render_pngs
+from dnntune.storage import default_storage_url, open_storage, redact
+
+__all__ = ["load_run_study", "write_report"]
+
+
+def load_run_study(run_dir: Path, storage: str | None = None) -> tuple[optuna.Study, dict]:
+    """The study of a run folder (from its summary.json) and that summary."""
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise DataError(f"no summary.json in {str(run_dir)!r}; pass a run folder of dnntune tune")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    url = storage or summary.get("config", {}).get("storage") or default_storage_url(Path(run_dir))
+    try:
+        study = optuna.load_study(study_name=summary["study"], storage=open_storage(url))
+    except KeyError:
+        raise StorageError(
+            f"study {summary['study']!r} not found in {redact(url)!r}; pass --storage"
+        ) from None
+    return study, summary
+
+
+def write_report(run_dir: Path, *, storage: str | None = None) -> Path:
+    """Write ``report.html`` and ``plots/*.png`` into the run folder; return the HTML path."""
+    run_dir = Path(run_dir)
+    study, summary = load_run_study(run_dir, storage)
+    architecture = None
+    manifest = run_dir / "model" / "manifest.json"
+    if manifest.is_file():
+        from dnntune.inference import load
+
+        try:
+            architecture = str(load(run_dir).loaded.models[0])
+        except DataError:
+            architecture = None
+    render_pngs(study, summary, run_dir / "plots")
+    return render_html(study, summary, architecture, run_dir / "report.html")
