@@ -36,14 +36,11 @@ def test_default_main_job_prints_best_trial_and_model(cli, tmp_path: Path) -> No
     assert len(trials) == 2 and "params_optimizer" in trials.columns
     manifest = json.loads((out / "model" / "manifest.json").read_text())
     assert manifest["task"] == "binary" and len(manifest["folds"]) == 5
-    assert sorted(p.name for p in (out / "model").iterdir()) == [
-        "fold_0.safetensors",
-        "fold_1.safetensors",
-        "fold_2.safetensors",
-        "fold_3.safetensors",
-        "fold_4.safetensors",
-        "manifest.json",
-    ]
+    best = summary["best_trial"]
+    assert sorted(p.name for p in (out / "model").iterdir()) == sorted(
+        [f"trial{best}_fold{k}.safetensors" for k in range(5)]
+        + ["manifest.json", f"trial{best}_oof.csv"]
+    )
     assert not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl"))
 
 

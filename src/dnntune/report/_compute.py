@@ -109,7 +109,8 @@ def learning_curves(study: optuna.Study) -> list[Curve]:
 
 
 def trial_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, value, duration, parameters."""
+    """One row per trial: number, state, value (for a pruned trial: its last running CV
+    estimate), duration, parameters, and why it stopped early."""
     rows: list[dict[str, Any]] = []
     for t in study.get_trials(deepcopy=False):
         duration = (
@@ -117,6 +118,11 @@ def trial_table(study: optuna.Study) -> pd.DataFrame:
             if t.datetime_complete and t.datetime_start
             else None
         )
+        note = ""
+        if t.user_attrs.get("stop_reason") == "timeout":
+            note = "stopped by --timeout"
+        elif t.state is TrialState.PRUNED:
+            note = f"pruned at fold {t.user_attrs.get('pruned_at_fold', '?')}, step {t.last_step}"
         rows.append(
             {
                 "number": t.number,
@@ -124,6 +130,7 @@ def trial_table(study: optuna.Study) -> pd.DataFrame:
                 "value": t.value,
                 "seconds": duration,
                 **t.params,
+                "note": note,
             }
         )
     return pd.DataFrame(rows)

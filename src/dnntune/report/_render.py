@@ -62,16 +62,25 @@ def _figures(study: optuna.Study, imp: dict[str, float], metric: str) -> list[tu
     if learning_curves(study):
         add(
             "Intermediate values (running CV estimate by fold x epoch step)",
-            lambda: vis.plot_intermediate_values(study),
+            lambda: vis.plot_intermediate_values(study).update_layout(
+                xaxis_title="step (fold x epochs + epoch)", yaxis_title=f"running CV {metric}"
+            ),
         )
     add("Timeline", lambda: vis.plot_timeline(study))
     folds = best_fold_scores(study)
-    if folds:
+    if folds and all(math.isfinite(f) for f in folds):
+        lo, hi = min(folds), max(folds)
+        pad = (hi - lo) * 0.5 or abs(hi) * 0.01 or 0.01
         add(
             "Best trial: score per fold",
             lambda: go.Figure(
-                go.Bar(x=[f"fold {i}" for i in range(len(folds))], y=folds),
-                layout={"yaxis_title": metric},
+                go.Bar(
+                    x=[f"fold {i}" for i in range(len(folds))],
+                    y=folds,
+                    text=[f"{f:.4f}" for f in folds],
+                    textposition="outside",
+                ),
+                layout={"yaxis_title": metric, "yaxis_range": [lo - pad, hi + pad]},
             ),
         )
     return figs
