@@ -109,6 +109,7 @@ STAGES = [
     "inference",
     "refit",
     "study",
+    "parallel",
     "report",
     "cli",
 ]

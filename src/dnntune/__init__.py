@@ -34,7 +34,7 @@ _LAZY = {
     "TuneResult": "dnntune.study",
     "load": "dnntune.inference",
     "load_model": "dnntune.artifacts",
-    "tune": "dnntune.study",
+    "tune": "dnntune.parallel",
 }
 
 

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,13 +130,44 @@ def _oof(best: BestModel, info: dict[str, Any]) -> tuple[pd.DataFrame, float | N
     return frame.sort_values("row", kind="stable").reset_index(drop=True), float(value)
 
 
-def save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on the model folder, held across processes (POSIX ``flock``)."""
+    import fcntl
+
+    with (directory / ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def save_model(
+    best: BestModel,
+    directory: Path,
+    info: dict[str, Any],
+    *,
+    only_if_better: Callable[[float, float], bool] | None = None,
+) -> Path:
     """Write the best trial's fold models, out-of-fold predictions and manifest to ``directory``.
 
     ``info`` adds task, metric, columns, classes, data and versions to the manifest; its
-    ``row_ids`` (not stored) maps dataset rows to file rows for ``oof.csv``.
+    ``row_ids`` (not stored) maps dataset rows to file rows for ``oof.csv``. With
+    ``only_if_better(new, saved)``, a model already saved (by another worker, or an earlier
+    session) is replaced only when the new value is better; the check and the swap happen under
+    a lock on the folder.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    with _locked(directory):
+        if only_if_better is not None and (directory / MANIFEST).is_file():
+            saved = json.loads((directory / MANIFEST).read_text(encoding="utf-8")).get("value")
+            if saved is not None and not only_if_better(best.value, float(saved)):
+                return directory
+        return _save_model(best, directory, info)
+
+
+def _save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
     tag = f"trial{best.trial_number}"
     folds: list[dict[str, Any]] = []
     for fold, state, score, epoch in zip(

@@ -104,6 +104,9 @@ def tune(
         bool, typer.Option(help="Start with the space's default configuration.")
     ] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    jobs: Annotated[
+        int, typer.Option(help="Worker processes sharing the study (journal file or --storage).")
+    ] = 1,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     verbose: Annotated[bool, typer.Option(help="Log every trial as Optuna does.")] = False,
     report: Annotated[
@@ -118,7 +121,8 @@ def tune(
     import optuna
 
     from dnntune.config import TuneConfig, parse_choice
-    from dnntune.study import tune as run_tune
+    from dnntune.parallel import tune as run_tune
+    from dnntune.storage import storage_from_env
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
 
@@ -141,10 +145,11 @@ def tune(
             grid_points=grid_points,
             patience=patience,
             study=study,
-            storage=storage,
+            storage=storage_from_env(storage),
             output_dir=str(output_dir) if output_dir else None,
             warm_start=warm_start,
             device=device,
+            jobs=jobs,
         )
         result = run_tune(
             config, show_progress=progress, on_note=lambda msg: typer.echo(f"note: {msg}", err=True)
@@ -158,7 +163,7 @@ def tune(
     if report and result.study.get_trials(deepcopy=False):
         from dnntune.report import write_report
 
-        path = write_report(result.run_dir, storage=storage)
+        path = write_report(result.run_dir, study=result.study)
         typer.echo(f"Report: {path}")
     if refit and (result.run_dir / "model" / "manifest.json").is_file():
         from dnntune.refit import refit as run_refit
@@ -229,6 +234,51 @@ def folds(
     with atomic_path(output) as tmp:
         _write_table(frame, tmp, output)
     typer.echo(f"wrote {output} ({len(frame)} rows, {folds} folds in column {fold_column!r})")
+
+
+@app.command()
+def worker(
+    study: Annotated[str, typer.Option(help="Name of the study to join.")],
+    storage: Annotated[
+        str | None, typer.Option(help="Storage URL (default: $DNNTUNE_STORAGE).")
+    ] = None,
+    trials: Annotated[int | None, typer.Option(help="Trials this worker runs.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds this worker runs.")] = None,
+    data: Annotated[str | None, typer.Option(help="Data path, when mounted elsewhere.")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Run folder for the best model (default: the study's).")
+    ] = None,
+    index: Annotated[int, typer.Option(help="Worker number: derives its sampler seed.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="Torch threads in this worker.")] = None,
+) -> None:
+    """Join an existing study (created by dnntune tune) from any machine and run trials."""
+    import optuna
+
+    from dnntune.parallel import run_worker
+    from dnntune.storage import storage_from_env
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage_from_env(storage)
+    try:
+        if url is None:
+            raise DnntuneError("no storage: pass --storage URL or set DNNTUNE_STORAGE")
+        result = run_worker(
+            storage=url,
+            study_name=study,
+            index=index,
+            trials=trials,
+            timeout=timeout,
+            data=data,
+            output_dir=str(output_dir) if output_dir else None,
+            threads=threads,
+            on_note=lambda msg: typer.echo(f"note: {msg}", err=True),
+        )
+    except DnntuneError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.echo("worker stopped: its running trial was marked failed", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(f"worker {index} done: study {study!r} holds {len(result.study.trials)} trials")
 
 
 @app.command("refit")
@@ -390,7 +440,15 @@ def _write_table(frame: object, tmp: Path, output: Path) -> None:
         frame.to_csv(tmp, sep=sep, index=False, compression=compression)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM ends a run like Ctrl-C: Optuna marks the running trial failed, outputs are written.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover - Ctrl-C outside a command

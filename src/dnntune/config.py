@@ -13,6 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dnntune._redact import redact
 from dnntune.exceptions import ConfigError
 
 __all__ = [
@@ -121,6 +122,7 @@ class TuneConfig:
     output_dir: str | None = None
     warm_start: bool = True
     device: str = "auto"
+    jobs: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -151,6 +153,8 @@ class TuneConfig:
             problems.append(f"--trials must be at least 1, but got {self.trials}")
         if self.timeout is not None and self.timeout <= 0:
             problems.append(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if self.jobs < 1:
+            problems.append(f"--jobs must be at least 1, but got {self.jobs}")
         if self.grid_points < 2:
             problems.append(f"--grid-points must be at least 2, but got {self.grid_points}")
         if self.patience < 1:
@@ -196,6 +200,8 @@ class TuneConfig:
             elif isinstance(value, StrEnum):
                 value = value.value
             out[f.name] = value
+        if self.storage:
+            out["storage"] = redact(self.storage)
         return out
 
     def identity(self) -> dict[str, Any]:

@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
-import re
+import os
 from pathlib import Path
+from typing import Any
 
 from optuna.storages import BaseStorage, RDBStorage
 
+from dnntune._redact import redact
 from dnntune.exceptions import StorageError
 
-__all__ = ["default_storage_url", "open_storage", "redact"]
+__all__ = ["default_storage_url", "open_storage", "redact", "storage_from_env"]
 
 
-def redact(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
-    return re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", url)
+def storage_from_env(url: str | None) -> str | None:
+    """``--storage`` when given, else ``$DNNTUNE_STORAGE`` (keeps passwords out of argv)."""
+    return url or os.environ.get("DNNTUNE_STORAGE") or None
 
 
 def default_storage_url(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'study.db').resolve()}"
 
 
-def open_storage(url: str) -> BaseStorage:
-    """Open an RDB storage (SQLite, PostgreSQL, MySQL) or a journal file (``journal:PATH``)."""
+def heartbeat_settings() -> tuple[int, int]:
+    """(interval, grace period) in seconds for worker heartbeats; the environment may shorten
+    them (``DNNTUNE_HEARTBEAT_INTERVAL``), as the tests do."""
+    interval = int(os.environ.get("DNNTUNE_HEARTBEAT_INTERVAL", "30"))
+    return interval, max(2 * interval, interval + 2)
+
+
+def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
+    """Open an RDB storage (SQLite, PostgreSQL, MySQL) or a journal file (``journal:PATH``).
+
+    With ``heartbeat``, an RDB storage records a heartbeat for each running trial; a trial whose
+    worker stopped beating (killed) is marked failed by the next worker and retried once more
+    (up to 3 times) with the same parameters.
+    """
     if url.startswith("journal:"):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -39,8 +53,18 @@ def open_storage(url: str) -> BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
+    extra: dict[str, Any] = {}
+    if heartbeat:
+        from optuna.storages import RetryFailedTrialCallback
+
+        interval, grace = heartbeat_settings()
+        extra = {
+            "heartbeat_interval": interval,
+            "grace_period": grace,
+            "failed_trial_callback": RetryFailedTrialCallback(max_retry=3),
+        }
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **extra)
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(

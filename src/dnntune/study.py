@@ -42,6 +42,7 @@ class TuneResult:
     best: BestModel | None
     notes: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
+    dataset: Dataset | None = field(default=None, repr=False)
 
     @property
     def best_trial(self) -> optuna.trial.FrozenTrial:
@@ -57,7 +58,14 @@ class TuneResult:
 
     @property
     def model(self) -> nn.Module | None:
-        return self.best.build(0) if self.best is not None else None
+        if self.best is not None:
+            return self.best.build(0)
+        saved = self.run_dir / "model" / "manifest.json"
+        if saved.is_file():  # the best trial ran in another process or an earlier session
+            from dnntune.artifacts import load_model
+
+            return load_model(self.run_dir).models[0]
+        return None
 
     @property
     def models(self) -> list[nn.Module]:
@@ -82,8 +90,10 @@ def _load_study(
     pruner: optuna.pruners.BasePruner,
     storage_url: str,
     space: SearchSpace,
+    *,
+    heartbeat: bool = False,
 ) -> optuna.Study:
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, heartbeat=heartbeat)
     name = config.study_name
     try:
         study = optuna.create_study(
@@ -107,7 +117,10 @@ def _load_study(
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, wanted)
         study.set_user_attr("config", config.to_dict())
-    elif stored != wanted:
+    elif {k: v for k, v in stored.items() if not heartbeat or k != "data"} != {
+        k: v for k, v in wanted.items() if not heartbeat or k != "data"
+    }:
+        # A worker may read the data from another path (another machine's mount).
         diff = sorted(k for k in wanted if stored.get(k) != wanted[k])
         raise StorageError(
             f"study {name!r} in {redact(storage_url)!r} was run with different settings "
@@ -121,11 +134,18 @@ def tune(
     *,
     show_progress: bool = False,
     on_note: Callable[[str], None] | None = None,
+    optimize: bool = True,
+    worker_index: int | None = None,
+    worker_trials: int | None = None,
     **overrides: Any,
 ) -> TuneResult:
-    """Run (or resume) the study described by ``config``; write the run folder; return the result.
+    """Run (or resume) the study described by ``config`` in this process; write the run folder.
 
     Keyword ``overrides`` build or amend the configuration: ``tune(data="x.csv", target=("y",))``.
+    ``optimize=False`` only checks the input and creates (or loads) the study. With
+    ``worker_index`` this process is one of several workers of a study: its sampler seed is
+    derived from the index, it runs ``worker_trials`` trials, beats a heartbeat on RDB storages,
+    and leaves the warm start and the run folder's summary to the coordinator.
     """
     t0 = time.monotonic()
     if config is None:
@@ -155,10 +175,11 @@ def tune(
     space = load_space(config.space) if config.space else default_space()
     metric = resolve_metric(config.metric, dataset.task)
     silence_experimental_warnings()
+    sampler_seed = config.seed if worker_index is None else config.seed + 7919 * (worker_index + 1)
     choice = make_sampler(
-        config.sampler, space=space, seed=config.seed, grid_points=config.grid_points
+        config.sampler, space=space, seed=sampler_seed, grid_points=config.grid_points
     )
-    if choice.note:
+    if choice.note and worker_index is None:
         note(choice.note)
     deadline = t0 + config.timeout if config.timeout else None
     objective = Objective(
@@ -180,14 +201,25 @@ def tune(
     storage_url = config.storage or default_storage_url(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        study = _load_study(config, metric, choice.sampler, pruner, storage_url, space)
+        study = _load_study(
+            config,
+            metric,
+            choice.sampler,
+            pruner,
+            storage_url,
+            space,
+            heartbeat=worker_index is not None,
+        )
     except BaseException:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
     done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
-    if done:
+    if worker_index is not None:
+        if any(t.state is optuna.trial.TrialState.COMPLETE for t in done):
+            objective.best_value = study.best_value
+    elif done:
         note(f"resuming study {study.study_name!r}: {len(done)} finished trials")
         completed = [t for t in done if t.state is optuna.trial.TrialState.COMPLETE]
         if completed:
@@ -198,6 +230,8 @@ def tune(
             study.enqueue_trial(start, skip_if_exists=True)
     n_trials = config.n_trials
     remaining = None if n_trials is None else max(n_trials - len(done), 0)
+    if worker_index is not None:
+        remaining = worker_trials
 
     info = {
         "task": dataset.task.value,
@@ -218,10 +252,14 @@ def tune(
     }
 
     def keep_best(best: BestModel) -> None:
-        save_model(best, run_dir / "model", info)
+        save_model(best, run_dir / "model", info, only_if_better=metric.better)
 
     objective.on_new_best = keep_best
 
+    if not optimize:
+        wall = time.monotonic() - t0
+        _write_outputs(study, config, dataset, metric, run_dir, wall)
+        return TuneResult(study, metric, run_dir, None, notes, wall, dataset)
     try:
         if remaining != 0:
             timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -234,8 +272,9 @@ def tune(
             )
     finally:
         wall = time.monotonic() - t0
-        _write_outputs(study, config, dataset, metric, run_dir, wall)
-    return TuneResult(study, metric, run_dir, objective.best, notes, wall)
+        if worker_index is None:
+            _write_outputs(study, config, dataset, metric, run_dir, wall)
+    return TuneResult(study, metric, run_dir, objective.best, notes, wall, dataset)
 
 
 def _write_outputs(

@@ -30,10 +30,15 @@ def load_run_study(run_dir: Path, storage: str | None = None) -> tuple[optuna.St
     return study, summary
 
 
-def write_report(run_dir: Path, *, storage: str | None = None) -> Path:
+def write_report(
+    run_dir: Path, *, storage: str | None = None, study: optuna.Study | None = None
+) -> Path:
     """Write ``report.html`` and ``plots/*.png`` into the run folder; return the HTML path."""
     run_dir = Path(run_dir)
-    study, summary = load_run_study(run_dir, storage)
+    if study is None:
+        study, summary = load_run_study(run_dir, storage)
+    else:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     architecture = None
     manifest = run_dir / "model" / "manifest.json"
     if manifest.is_file():

@@ -1,0 +1,236 @@
+"""Several worker processes on one study: ``tune(jobs=N)`` here, ``run_worker`` anywhere.
+
+The coordinator (``tune`` with ``jobs > 1``) checks the input and creates the study exactly as a
+single-process run does, then starts N ``dnntune worker`` processes on the same storage and
+shows one progress bar for all of them. Storages: a journal file in the run folder by default
+(SQLite locks up under several writers), or the user's PostgreSQL/MySQL URL. The URL reaches
+the workers through ``DNNTUNE_STORAGE``, never through their command line.
+
+Seeds: the folds and the model initializations use ``--seed``; worker ``i``'s sampler uses
+``seed + 7919 * (i + 1)``, so workers draw different parameter sets. Which trial gets which
+parameters depends on timing, so a run with N > 1 workers is not reproducible trial by trial.
+
+``--trials`` counts the trials of the whole study: the missing ones are split between the
+workers. On an RDB storage the workers beat a heartbeat; a killed worker's trial is marked
+failed by the next worker and retried with the same parameters. A journal file has no heartbeat:
+when the coordinator starts, trials left RUNNING by an earlier, dead run are marked failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from dnntune.config import TuneConfig
+from dnntune.exceptions import ConfigError, StorageError
+from dnntune.storage import open_storage, redact
+from dnntune.study import FINISHED, TuneResult, _write_outputs
+from dnntune.study import tune as tune_here
+
+__all__ = ["default_parallel_storage", "run_worker", "tune"]
+
+
+def default_parallel_storage(run_dir: Path) -> str:
+    return f"journal:{(run_dir / 'study.journal').resolve()}"
+
+
+def tune(
+    config: TuneConfig | None = None,
+    *,
+    show_progress: bool = False,
+    on_note: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> TuneResult:
+    """Run (or resume) a study; with ``jobs > 1`` in worker processes sharing its storage."""
+    if config is None:
+        config = TuneConfig(**overrides)
+    elif overrides:
+        config = dataclasses.replace(config, **overrides)
+    if config.jobs <= 1:
+        return tune_here(config, show_progress=show_progress, on_note=on_note)
+    return _coordinate(config, show_progress=show_progress, on_note=on_note)
+
+
+def _coordinate(
+    config: TuneConfig, *, show_progress: bool, on_note: Callable[[str], None] | None
+) -> TuneResult:
+    t0 = time.monotonic()
+    url = config.storage or default_parallel_storage(config.run_dir)
+    if url.startswith("sqlite"):
+        raise ConfigError(
+            f"--jobs {config.jobs} cannot share a SQLite storage ({redact(url)!r}): several "
+            "writers lock it; drop --storage to use a journal file in the run folder, or pass "
+            "a PostgreSQL URL"
+        )
+    config = dataclasses.replace(config, storage=url)
+    prepared = tune_here(config, on_note=on_note, optimize=False)
+    study = prepared.study
+    if url.startswith("journal:"):
+        _fail_stale_running(study)
+    done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    total = config.n_trials
+    remaining = None if total is None else max(total - done, 0)
+    shares = _split(remaining, config.jobs)
+    threads = max(1, (os.cpu_count() or 1) // config.jobs)
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    deadline = None if config.timeout is None else t0 + config.timeout
+    for i, share in enumerate(shares):
+        if share == 0:
+            continue
+        cmd = [
+            sys.executable,
+            "-m",
+            "dnntune",
+            "worker",
+            "--study",
+            study.study_name,
+            "--index",
+            str(i),
+            "--threads",
+            str(threads),
+            "--data",
+            config.data,
+            "--output-dir",
+            str(config.run_dir),
+        ]
+        if share is not None:
+            cmd += ["--trials", str(share)]
+        if deadline is not None:
+            cmd += ["--timeout", f"{max(deadline - time.monotonic(), 1.0):.1f}"]
+        log = (config.run_dir / f"worker-{i}.log").open("wb")
+        logs.append(log)
+        env = {**os.environ, "DNNTUNE_STORAGE": url}
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+    try:
+        _watch(study, procs, total, done, show_progress)
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+    finally:
+        for log in logs:
+            log.close()
+        wall = time.monotonic() - t0
+        assert prepared.dataset is not None
+        _write_outputs(study, config, prepared.dataset, prepared.metric, config.run_dir, wall)
+    failed = [p.returncode for p in procs if p.returncode not in (0, None)]
+    if failed and on_note is not None:
+        on_note(f"{len(failed)} worker(s) ended with an error; see {config.run_dir}/worker-*.log")
+    return TuneResult(
+        study,
+        prepared.metric,
+        config.run_dir,
+        None,
+        prepared.notes,
+        time.monotonic() - t0,
+        prepared.dataset,
+    )
+
+
+def _split(remaining: int | None, jobs: int) -> list[int | None]:
+    if remaining is None:
+        return [None] * jobs
+    return [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
+
+
+def _fail_stale_running(study: optuna.Study) -> None:
+    """Mark trials left RUNNING by a dead earlier run as failed (journal storage only)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        with contextlib.suppress(Exception):
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+
+def _watch(
+    study: optuna.Study,
+    procs: list[subprocess.Popen[bytes]],
+    total: int | None,
+    done: int,
+    show_progress: bool,
+) -> None:
+    """One progress bar for all workers: finished trials of the whole study."""
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=done if total else 0, unit="trial", file=sys.stderr)
+    seen = done
+    while True:
+        alive = any(p.poll() is None for p in procs)
+        finished = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+        if bar is not None and finished > seen:
+            bar.update(finished - seen)
+            with contextlib.suppress(ValueError):
+                bar.set_postfix_str(f"best {study.best_value:.6g}")
+        seen = max(seen, finished)
+        if not alive:
+            break
+        time.sleep(0.5)
+    if bar is not None:
+        bar.close()
+
+
+def _stop(procs: list[subprocess.Popen[bytes]], grace: float = 20.0) -> None:
+    """SIGTERM every worker (each marks its running trial failed), then wait, then kill."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    end = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(end - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def run_worker(
+    *,
+    storage: str,
+    study_name: str,
+    index: int = 0,
+    trials: int | None = None,
+    timeout: float | None = None,
+    data: str | None = None,
+    output_dir: str | None = None,
+    threads: int | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> TuneResult:
+    """Join ``study_name`` on ``storage`` and run trials until ``trials`` or ``timeout``.
+
+    The data, target, space and settings come from the study's stored configuration; ``data``
+    and ``output_dir`` override the paths (another machine may mount them elsewhere).
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        stored = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        raise StorageError(
+            f"no study {study_name!r} in {redact(storage)!r}; check --study"
+        ) from None
+    raw = stored.user_attrs.get("config")
+    if raw is None:
+        raise StorageError(f"study {study_name!r} was not created by dnntune tune")
+    names = {f.name for f in dataclasses.fields(TuneConfig)}
+    values = {k: v for k, v in raw.items() if k in names}
+    for key in ("target", "drop"):
+        values[key] = tuple(values.get(key) or ())
+    values.update(storage=storage, study=study_name, trials=None, timeout=timeout, jobs=1)
+    if data:
+        values["data"] = data
+    if output_dir:
+        values["output_dir"] = output_dir
+    config = TuneConfig(**values)
+    return tune_here(config, on_note=on_note, worker_index=index, worker_trials=trials)

@@ -1,0 +1,268 @@
+"""Several workers on one study: journal file and PostgreSQL, kills, signals, passwords."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dnntune.exceptions import StorageError
+from dnntune.parallel import default_parallel_storage
+from dnntune.storage import open_storage
+from dnntune.testing import TINY_SPACE, postgres_url, write_space
+
+FAST = TINY_SPACE.replace("epochs: 4", "epochs: 1")
+SLOW = (
+    TINY_SPACE.replace("epochs: 4", "epochs: 60")
+    .replace("high: 1.0e-2", "high: 2.0e-3")
+    .replace("default: 3.0e-3", "default: 1.0e-3")
+)
+
+
+def _pg_url() -> str:
+    url = postgres_url()
+    if not url:
+        if os.environ.get("DNNTUNE_REQUIRE_POSTGRES"):
+            pytest.fail("DNNTUNE_REQUIRE_POSTGRES is set but DNNTUNE_TEST_POSTGRES_URL is not")
+        pytest.skip("set DNNTUNE_TEST_POSTGRES_URL to run the PostgreSQL tests")
+    return url
+
+
+def _study(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def _assert_exact(study: optuna.Study, n: int) -> None:
+    trials = study.get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == list(range(n))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+def _tune_cmd(credit_g: Path, space: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dnntune",
+        "tune",
+        "--data",
+        str(credit_g),
+        "--target",
+        "target",
+        "--folds",
+        "2",
+        "--max-folds",
+        "1",
+        "--space",
+        str(space),
+        "--no-progress",
+        "--no-report",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgres"])
+def test_four_workers_run_exactly_the_study_s_trials(
+    backend: str, tmp_path: Path, credit_g: Path
+) -> None:
+    space = write_space(tmp_path / "s.yaml", FAST)
+    name = f"par-{uuid.uuid4().hex[:8]}"
+    extra = ["--jobs", "4", "--trials", "100", "--study", name, "--output-dir", "run"]
+    env = dict(os.environ)
+    url = default_parallel_storage(tmp_path / "run")
+    if backend == "postgres":
+        url = _pg_url()
+        env["DNNTUNE_STORAGE"] = url
+    proc = subprocess.run(
+        _tune_cmd(credit_g, space, *extra),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    try:
+        _assert_exact(_study(url, name), 100)
+        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert sum(summary["trials"].values()) == 100
+        assert (tmp_path / "run" / "model" / "manifest.json").is_file()
+    finally:
+        if backend == "postgres":
+            optuna.delete_study(study_name=name, storage=url)
+
+
+def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path, credit_g: Path) -> None:
+    url = _pg_url()
+    space = write_space(tmp_path / "s.yaml", SLOW)
+    name = f"kill-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DNNTUNE_STORAGE": url, "DNNTUNE_HEARTBEAT_INTERVAL": "1"}
+    create = subprocess.run(
+        _tune_cmd(
+            credit_g,
+            space,
+            "--trials",
+            "1",
+            "--study",
+            name,
+            "--output-dir",
+            "run",
+            "--pruner",
+            "none",
+            "--patience",
+            "60",
+        ),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert create.returncode == 0, create.stderr
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dnntune",
+                "worker",
+                "--study",
+                name,
+                "--index",
+                str(i),
+                "--trials",
+                "4",
+                "--threads",
+                "1",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(3)
+    ]
+    try:
+        study = _study(url, name)
+        victim = None
+        for _ in range(120):  # wait until every worker runs a trial
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if len(running) >= 3:
+                victim = running[0]
+                break
+            time.sleep(0.25)
+        assert victim is not None, "workers did not start"
+        workers[0].send_signal(signal.SIGKILL)
+        for w in workers[1:]:
+            assert w.wait(timeout=300) == 0
+        trials = study.get_trials(deepcopy=False)
+        assert not [t for t in trials if t.state is TrialState.RUNNING]
+        failed = [t for t in trials if t.state is TrialState.FAIL]
+        assert failed, "the killed trial was not marked failed"
+        retried = [t for t in trials if t.system_attrs.get("failed_trial") is not None]
+        assert retried and all(t.params == failed[0].params for t in retried[:1])
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+        optuna.delete_study(study_name=name, storage=url)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_end_cleanly_and_the_run_resumes(
+    sig: signal.Signals, tmp_path: Path, credit_g: Path
+) -> None:
+    space = write_space(tmp_path / "s.yaml", SLOW)
+    cmd = _tune_cmd(
+        credit_g, space, "--trials", "3", "--study", "sig", "--pruner", "none", "--patience", "60"
+    )
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    url = f"sqlite:///{tmp_path / 'runs' / 'sig' / 'study.db'}"
+    for _ in range(120):
+        if (tmp_path / "runs" / "sig" / "study.db").exists():
+            try:  # the process may still be creating the tables
+                if _study(url, "sig").get_trials(states=(TrialState.RUNNING,)):
+                    break
+            except (KeyError, StorageError):
+                pass
+        time.sleep(0.25)
+    time.sleep(0.5)
+    start = time.monotonic()
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+    assert time.monotonic() - start < 10
+    assert proc.returncode == 130
+    first = _study(url, "sig").get_trials()
+    assert first and not [t for t in first if t.state is TrialState.RUNNING]
+    assert first[-1].state is TrialState.FAIL
+    again = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert again.returncode == 0, again.stderr
+    numbers = [t.number for t in _study(url, "sig").get_trials()]
+    assert numbers == list(range(len(numbers))) and len(numbers) > len(first)
+
+
+SENTINEL = "S3nt1n3l@{pw}%:/x"
+
+
+def test_password_appears_nowhere(tmp_path: Path, credit_g: Path) -> None:
+    base = _pg_url()
+    encoded = quote(SENTINEL, safe="")
+    # Trust authentication accepts any password, so the study really runs with this URL.
+    url = base.replace("postgres@", f"postgres:{encoded}@", 1)
+    assert encoded in url
+    name = f"pw-{uuid.uuid4().hex[:8]}"
+    space = write_space(tmp_path / "s.yaml", FAST)
+    outputs = []
+    for args, env in (
+        (["--storage", url, "--trials", "2"], os.environ),
+        (["--trials", "3", "--jobs", "2"], {**os.environ, "DNNTUNE_STORAGE": url}),
+        (["--storage", url.replace("127.0.0.1:5432", "127.0.0.1:1"), "--trials", "1"], os.environ),
+    ):
+        proc = subprocess.run(
+            _tune_cmd(credit_g, space, "--study", name, "--output-dir", "run", *args),
+            cwd=tmp_path,
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        outputs += [proc.stdout, proc.stderr]
+    assert (
+        "cannot open storage 'postgresql+psycopg2://postgres:***@127.0.0.1:1/test'" in (outputs[-1])
+    )
+    try:
+        study = _study(url, name)
+        assert len(study.trials) == 3
+        system = study._storage.get_study_system_attrs(study._study_id)
+        attrs = json.dumps([study.user_attrs, system, [t.user_attrs for t in study.trials]])
+        files = "".join(
+            p.read_text(errors="replace")
+            for p in (tmp_path / "run").rglob("*")
+            if p.is_file() and p.suffix in (".json", ".csv", ".log", ".html")
+        )
+        for text in [*outputs, attrs, files]:
+            assert SENTINEL not in text and encoded not in text
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
+
+
+def test_sqlite_is_refused_for_several_workers(cli, tmp_path: Path) -> None:
+    r = cli("tune", "--jobs", "2", "--storage", "sqlite:///x.db")
+    assert r.returncode == 2
+    assert "--jobs 2 cannot share a SQLite storage" in r.stderr
