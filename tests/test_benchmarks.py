@@ -57,3 +57,17 @@ def test_dnntune_dropout_keeps_pytorch_semantics() -> None:
     assert torch.equal(x.grad != 0, y != 0)
     layer.eval()
     assert torch.equal(layer(x), x)
+
+
+def test_bench_parallel_quick(credit_g: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_parallel.py"), "--trials", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result) >= {"trials_per_min_1", "trials_per_min_2", "speedup"}
+    assert result["trials_per_min_1"] > 0 and result["trials_per_min_2"] > 0

@@ -250,6 +250,7 @@ def worker(
     ] = None,
     index: Annotated[int, typer.Option(help="Worker number: derives its sampler seed.")] = 0,
     threads: Annotated[int | None, typer.Option(help="Torch threads in this worker.")] = None,
+    tickets: Annotated[Path | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Join an existing study (created by dnntune tune) from any machine and run trials."""
     import optuna
@@ -271,6 +272,7 @@ def worker(
             data=data,
             output_dir=str(output_dir) if output_dir else None,
             threads=threads,
+            tickets=tickets,
             on_note=lambda msg: typer.echo(f"note: {msg}", err=True),
         )
     except DnntuneError as exc:

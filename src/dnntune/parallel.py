@@ -10,10 +10,11 @@ Seeds: the folds and the model initializations use ``--seed``; worker ``i``'s sa
 ``seed + 7919 * (i + 1)``, so workers draw different parameter sets. Which trial gets which
 parameters depends on timing, so a run with N > 1 workers is not reproducible trial by trial.
 
-``--trials`` counts the trials of the whole study: the missing ones are split between the
-workers. On an RDB storage the workers beat a heartbeat; a killed worker's trial is marked
-failed by the next worker and retried with the same parameters. A journal file has no heartbeat:
-when the coordinator starts, trials left RUNNING by an earlier, dead run are marked failed.
+``--trials`` counts the trials of the whole study: the missing ones are handed out one at a
+time through a locked counter file in the run folder, so a worker with fast trials takes more.
+On an RDB storage the workers beat a heartbeat; a killed worker's trial is marked failed by
+the next worker and retried with the same parameters. A journal file has no heartbeat: when
+the coordinator starts, trials left RUNNING by an earlier, dead run are marked failed.
 """
 
 from __future__ import annotations
@@ -81,14 +82,14 @@ def _coordinate(
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     total = config.n_trials
     remaining = None if total is None else max(total - done, 0)
-    shares = _split(remaining, config.jobs)
+    tickets = config.run_dir / ".tickets"
+    if remaining is not None:
+        tickets.write_text(f"0 {remaining}\n")
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     deadline = None if config.timeout is None else t0 + config.timeout
-    for i, share in enumerate(shares):
-        if share == 0:
-            continue
+    for i in range(config.jobs if remaining != 0 else 0):
         cmd = [
             sys.executable,
             "-m",
@@ -105,8 +106,8 @@ def _coordinate(
             "--output-dir",
             str(config.run_dir),
         ]
-        if share is not None:
-            cmd += ["--trials", str(share)]
+        if remaining is not None:
+            cmd += ["--tickets", str(tickets)]
         if deadline is not None:
             cmd += ["--timeout", f"{max(deadline - time.monotonic(), 1.0):.1f}"]
         log = (config.run_dir / f"worker-{i}.log").open("wb")
@@ -138,10 +139,23 @@ def _coordinate(
     )
 
 
-def _split(remaining: int | None, jobs: int) -> list[int | None]:
-    if remaining is None:
-        return [None] * jobs
-    return [remaining // jobs + (i < remaining % jobs) for i in range(jobs)]
+def ticket_taker(path: Path) -> Callable[[], bool]:
+    """A function that takes one trial from the shared ``used total`` counter file; False when
+    all are taken. The file is locked while read and rewritten (POSIX ``flock``)."""
+    import fcntl
+
+    def take() -> bool:
+        with path.open("r+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            used, total = (int(v) for v in handle.read().split())
+            if used >= total:
+                return False
+            handle.seek(0)
+            handle.write(f"{used + 1} {total}\n")
+            handle.truncate()
+            return True
+
+    return take
 
 
 def _fail_stale_running(study: optuna.Study) -> None:
@@ -203,6 +217,7 @@ def run_worker(
     data: str | None = None,
     output_dir: str | None = None,
     threads: int | None = None,
+    tickets: Path | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> TuneResult:
     """Join ``study_name`` on ``storage`` and run trials until ``trials`` or ``timeout``.
@@ -233,4 +248,10 @@ def run_worker(
     if output_dir:
         values["output_dir"] = output_dir
     config = TuneConfig(**values)
-    return tune_here(config, on_note=on_note, worker_index=index, worker_trials=trials)
+    return tune_here(
+        config,
+        on_note=on_note,
+        worker_index=index,
+        worker_trials=trials,
+        take_ticket=ticket_taker(tickets) if tickets else None,
+    )

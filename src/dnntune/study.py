@@ -137,6 +137,7 @@ def tune(
     optimize: bool = True,
     worker_index: int | None = None,
     worker_trials: int | None = None,
+    take_ticket: Callable[[], bool] | None = None,
     **overrides: Any,
 ) -> TuneResult:
     """Run (or resume) the study described by ``config`` in this process; write the run folder.
@@ -145,7 +146,8 @@ def tune(
     ``optimize=False`` only checks the input and creates (or loads) the study. With
     ``worker_index`` this process is one of several workers of a study: its sampler seed is
     derived from the index, it runs ``worker_trials`` trials, beats a heartbeat on RDB storages,
-    and leaves the warm start and the run folder's summary to the coordinator.
+    and leaves the warm start and the run folder's summary to the coordinator. ``take_ticket``
+    (workers of one coordinator) is asked before each trial; the worker stops when it says no.
     """
     t0 = time.monotonic()
     if config is None:
@@ -261,7 +263,14 @@ def tune(
         _write_outputs(study, config, dataset, metric, run_dir, wall)
         return TuneResult(study, metric, run_dir, None, notes, wall, dataset)
     try:
-        if remaining != 0:
+        if take_ticket is not None:
+            # Trials are handed out one at a time, so fast workers take more of them.
+            while take_ticket():
+                timeout = None if deadline is None else deadline - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    break
+                study.optimize(objective, n_trials=1, timeout=timeout, gc_after_trial=False)
+        elif remaining != 0:
             timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             study.optimize(
                 objective,
