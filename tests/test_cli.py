@@ -37,7 +37,9 @@ def test_default_main_job_prints_best_trial_and_model(cli, tmp_path: Path) -> No
     manifest = json.loads((out / "model" / "manifest.json").read_text())
     assert manifest["task"] == "binary" and len(manifest["folds"]) == 5
     best = summary["best_trial"]
-    assert sorted(p.name for p in (out / "model").iterdir()) == sorted(
+    assert sorted(
+        p.name for p in (out / "model").iterdir() if not p.name.startswith(".")
+    ) == sorted(
         [f"trial{best}_fold{k}.safetensors" for k in range(5)]
         + ["manifest.json", f"trial{best}_oof.csv"]
     )

@@ -3,8 +3,8 @@
 The coordinator (``tune`` with ``jobs > 1``) checks the input and creates the study exactly as a
 single-process run does, then starts N ``dnntune worker`` processes on the same storage and
 shows one progress bar for all of them. Storages: a journal file in the run folder by default
-(SQLite locks up under several writers), or the user's PostgreSQL/MySQL URL. The URL reaches
-the workers through ``DNNTUNE_STORAGE``, never through their command line.
+(SQLite locks up under several writers), or the user's PostgreSQL/MySQL or Redis URL. The URL
+reaches the workers through ``DNNTUNE_STORAGE``, never through their command line.
 
 Seeds: the folds and the model initializations use ``--seed``; worker ``i``'s sampler uses
 ``seed + 7919 * (i + 1)``, so workers draw different parameter sets. Which trial gets which

@@ -31,7 +31,8 @@ def heartbeat_settings() -> tuple[int, int]:
 
 
 def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
-    """Open an RDB storage (SQLite, PostgreSQL, MySQL) or a journal file (``journal:PATH``).
+    """Open an RDB storage (SQLite, PostgreSQL, MySQL), a journal file (``journal:PATH``) or a
+    journal on Redis (``redis://host:port/db``).
 
     With ``heartbeat``, an RDB storage records a heartbeat for each running trial; a trial whose
     worker stopped beating (killed) is marked failed by the next worker and retried once more
@@ -42,6 +43,18 @@ def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
         from optuna.storages.journal import JournalFileBackend
 
         return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    if url.startswith(("redis://", "rediss://")):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalRedisBackend
+
+        try:
+            return JournalStorage(JournalRedisBackend(url))
+        except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StorageError(
+                f"cannot open storage {redact(url)!r}: {redact(reason)}; check the URL, that "
+                "the Redis server is running and that the redis package is installed"
+            ) from None
     if "://" not in url:
         raise StorageError(
             f"--storage {redact(url)!r} is not a storage URL; use e.g. sqlite:///study.db or "
