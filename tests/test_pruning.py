@@ -81,3 +81,37 @@ def test_none_never_prunes() -> None:
     for i in range(8):
         t = _run_trial(study, lambda k, e, i=i: 0.9 - 0.1 * i)
         assert t.state is optuna.trial.TrialState.COMPLETE
+
+
+def _cv_objective(value_of, spread: float):
+    from optuna.terminator import report_cross_validation_scores
+
+    def objective(trial: optuna.Trial) -> float:
+        value = value_of(trial.suggest_float("x", 0.0, 1.0))
+        report_cross_validation_scores(trial, [value - spread, value, value + spread])
+        return value
+
+    return objective
+
+
+def test_auto_stop_when_improvement_is_below_cv_noise() -> None:
+    from dnntune.study import AutoStop
+
+    notes: list[str] = []
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    stop = AutoStop(notes.append, min_trials=20)
+    # A flat objective measured with noisy folds: nothing left to gain.
+    study.optimize(_cv_objective(lambda x: 0.80 + 0.001 * x, 0.1), n_trials=40, callbacks=[stop])
+    assert stop.reason is not None and 20 <= len(study.trials) < 40
+    assert notes == [stop.reason] and "fell below the cross-validation noise" in stop.reason
+    assert study.user_attrs["auto_stop"] == stop.reason
+
+
+def test_auto_stop_waits_while_improvement_is_likely() -> None:
+    from dnntune.study import AutoStop
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    stop = AutoStop(lambda _: None, min_trials=20)
+    # A steep objective measured with precise folds: keep going.
+    study.optimize(_cv_objective(lambda x: 10.0 * x, 1e-4), n_trials=25, callbacks=[stop])
+    assert stop.reason is None and len(study.trials) == 25

@@ -104,6 +104,10 @@ def tune(
         bool, typer.Option(help="Start with the space's default configuration.")
     ] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    auto_stop: Annotated[
+        bool,
+        typer.Option(help="Stop when further improvement is below the CV noise (Terminator)."),
+    ] = False,
     jobs: Annotated[
         int, typer.Option(help="Worker processes sharing the study (journal file or --storage).")
     ] = 1,
@@ -150,6 +154,7 @@ def tune(
             warm_start=warm_start,
             device=device,
             jobs=jobs,
+            auto_stop=auto_stop,
         )
         result = run_tune(
             config, show_progress=progress, on_note=lambda msg: typer.echo(f"note: {msg}", err=True)

@@ -123,6 +123,7 @@ class TuneConfig:
     warm_start: bool = True
     device: str = "auto"
     jobs: int = 1
+    auto_stop: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

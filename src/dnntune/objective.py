@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from optuna.terminator import report_cross_validation_scores
 from torch import nn
 
 from dnntune.config import Task
@@ -192,6 +193,8 @@ class Objective:
         scores: list[float] = []
         epochs_used: list[int] = []
         states: list[dict[str, torch.Tensor]] = []
+        epochs_run = [0]
+        trial.set_user_attr("epochs_budget", self.n_folds * int(params["epochs"]))
         for k in range(self.n_folds):
             self._check_deadline(trial)
             fold = self.fold(k)
@@ -213,6 +216,7 @@ class Objective:
                 finished: list[float] = finished,
                 best_in_fold: list[float] = best_in_fold,
             ) -> None:
+                epochs_run[0] += 1
                 b = best_in_fold[0]
                 if math.isnan(b) or (math.isfinite(score) and self.metric.better(score, b)):
                     best_in_fold[0] = b = score
@@ -220,6 +224,7 @@ class Objective:
                     trial.report(running_estimate(finished, b), cv_step(k, epoch, self.epoch_slot))
                     if trial.should_prune():
                         trial.set_user_attr("pruned_at_fold", k)
+                        trial.set_user_attr("epochs_run", epochs_run[0])
                         raise optuna.TrialPruned(f"pruned at fold {k}, epoch {epoch}")
                 self._check_deadline(trial)
 
@@ -240,7 +245,11 @@ class Objective:
             epochs_used.append(result.best_epoch)
             states.append({n: t.detach().cpu() for n, t in result.state_dict.items()})
         value = float(np.mean(scores))
+        trial.set_user_attr("epochs_run", epochs_run[0])
         trial.set_user_attr("fold_scores", scores)
+        if len(scores) >= 2 and all(math.isfinite(s) for s in scores):
+            # For the study-level stop: the spread of the folds is the noise of the CV estimate.
+            report_cross_validation_scores(trial, scores)
         trial.set_user_attr("best_epochs", epochs_used)
         trial.set_user_attr("batch_size", params["batch_size"])
         if math.isfinite(value) and (

@@ -129,6 +129,47 @@ def _load_study(
     return study
 
 
+class AutoStop:
+    """Stop the study when further improvement is unlikely to exceed the CV noise.
+
+    After ``min_trials`` completed trials, Optuna's regret bound (a Gaussian-process estimate of
+    how much better the best value can still get) is compared with the cross-validation error
+    of the best trial (the spread of its fold scores); when the first is smaller, the study
+    stops and the reason is recorded (Optuna's Terminator with a CV error evaluator).
+    """
+
+    def __init__(self, note: Callable[[str], None], min_trials: int = 20) -> None:
+        import warnings
+
+        from optuna.terminator import CrossValidationErrorEvaluator, RegretBoundEvaluator
+
+        with warnings.catch_warnings():  # flagged experimental by Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.improvement = RegretBoundEvaluator()
+            self.error = CrossValidationErrorEvaluator()
+        self.min_trials = min_trials
+        self.note = note
+        self.reason: str | None = None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if len(trials) < self.min_trials or self.reason is not None:
+            return
+        try:
+            room = self.improvement.evaluate(trials, study.direction)
+            noise = self.error.evaluate(trials, study.direction)
+        except (ValueError, RuntimeError, KeyError):  # not enough information yet
+            return
+        if room < noise:
+            self.reason = (
+                f"auto-stop after {len(trials)} completed trials: the estimated room for "
+                f"improvement ({room:.4g}) fell below the cross-validation noise ({noise:.4g})"
+            )
+            self.note(self.reason)
+            study.set_user_attr("auto_stop", self.reason)
+            study.stop()
+
+
 def tune(
     config: TuneConfig | None = None,
     *,
@@ -263,13 +304,23 @@ def tune(
         _write_outputs(study, config, dataset, metric, run_dir, wall)
         return TuneResult(study, metric, run_dir, None, notes, wall, dataset)
     try:
+        callbacks = [AutoStop(note)] if config.auto_stop else []
+        if config.auto_stop and objective.n_folds < 2:
+            note("--auto-stop needs at least 2 folds per trial (the CV noise); it is off")
+            callbacks = []
         if take_ticket is not None:
             # Trials are handed out one at a time, so fast workers take more of them.
             while take_ticket():
                 timeout = None if deadline is None else deadline - time.monotonic()
                 if timeout is not None and timeout <= 0:
                     break
-                study.optimize(objective, n_trials=1, timeout=timeout, gc_after_trial=False)
+                study.optimize(
+                    objective,
+                    n_trials=1,
+                    timeout=timeout,
+                    gc_after_trial=False,
+                    callbacks=callbacks,
+                )
         elif remaining != 0:
             timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             study.optimize(
@@ -278,6 +329,7 @@ def tune(
                 timeout=timeout,
                 show_progress_bar=show_progress,
                 gc_after_trial=False,
+                callbacks=callbacks,
             )
     finally:
         wall = time.monotonic() - t0
@@ -305,6 +357,19 @@ def _write_outputs(
         for t in trials
     )
     best = study.best_trial if has_best else None
+    run = sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials)
+    budget = sum(int(t.user_attrs.get("epochs_budget", 0)) for t in trials)
+    pruned_saved = sum(
+        int(t.user_attrs.get("epochs_budget", 0)) - int(t.user_attrs.get("epochs_run", 0))
+        for t in trials
+        if t.state is optuna.trial.TrialState.PRUNED
+    )
+    epochs = {
+        "run": run,
+        "budget": budget,
+        "saved_share": round(1 - run / budget, 4) if budget else None,
+        "saved_by_pruning_share": round(pruned_saved / budget, 4) if budget else None,
+    }
     summary = {
         "study": study.study_name,
         "metric": metric.name.value,
@@ -315,6 +380,8 @@ def _write_outputs(
         "best_params": best.params if best else None,
         "trials": counts,
         "wall_time_s": round(wall, 2),
+        "epochs": epochs,
+        "auto_stop": study.user_attrs.get("auto_stop"),
         "data": {"source": dataset.source, "rows": dataset.n_rows, "folds": dataset.n_folds},
         "sampler": config.sampler.value,
         "pruner": config.pruner.value,
