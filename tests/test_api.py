@@ -111,6 +111,7 @@ STAGES = [
     "study",
     "parallel",
     "report",
+    "compare",
     "cli",
 ]
 

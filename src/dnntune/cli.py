@@ -288,6 +288,74 @@ def worker(
     typer.echo(f"worker {index} done: study {study!r} holds {len(result.study.trials)} trials")
 
 
+@app.command("compare")
+def compare_command(
+    data: DataOpt = "builtin:breast_cancer",
+    target: TargetOpt = None,
+    drop: Annotated[list[str] | None, typer.Option(help="Columns to ignore.")] = None,
+    task: Annotated[str | None, typer.Option(help=f"Force the task: {_choices(Task)}.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric (default by task).")] = None,
+    folds: FoldsOpt = 5,
+    max_folds: Annotated[int | None, typer.Option(help="Folds each trial runs.")] = None,
+    samplers: Annotated[str, typer.Option(help="Comma-separated samplers to compare.")] = (
+        "grid,random,tpe,gp,cmaes"
+    ),
+    pruner: Annotated[str, typer.Option(help=f"Pruner: {_choices(PrunerName)}.")] = "median",
+    trials: Annotated[int | None, typer.Option(help="Trials per run (the shared budget).")] = 20,
+    timeout: Annotated[float | None, typer.Option(help="Seconds per run.")] = None,
+    repeats: Annotated[int, typer.Option(help="Runs per sampler, seeds seed, seed+1, ...")] = 3,
+    jobs: Annotated[int, typer.Option(help="Runs in parallel processes.")] = 1,
+    seed: SeedOpt = 42,
+    space: Annotated[Path | None, typer.Option(help="Search space file.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Comparison folder.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Compare samplers on the same data, space, folds and budget, with repeats."""
+    import optuna
+
+    from dnntune.compare import compare
+    from dnntune.config import TuneConfig, parse_choice
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        names = [parse_choice(SamplerName, n, "sampler") for n in _split([samplers])]
+        if repeats < 1:
+            raise DnntuneError(f"--repeats must be at least 1, but got {repeats}")
+        config = TuneConfig(
+            data=data,
+            target=_split(target),
+            drop=_split(drop),
+            task=parse_choice(Task, task, "task") if task else None,
+            metric=parse_choice(MetricName, metric, "metric") if metric else None,
+            folds=folds,
+            max_folds=max_folds,
+            pruner=parse_choice(PrunerName, pruner, "pruner"),
+            trials=trials,
+            timeout=timeout,
+            seed=seed,
+            space=str(space) if space else None,
+            device=device,
+        )
+        # Check the input once, before any run starts.
+        from dnntune.data import build_dataset, load_table
+
+        build_dataset(
+            load_table(config.data),
+            target=config.target,
+            drop=config.drop,
+            task=config.task,
+            folds=config.folds,
+            fold_column=config.fold_column,
+        )
+        result = compare(config, names, repeats=repeats, jobs=jobs, directory=output_dir)
+    except DnntuneError as exc:
+        _fail(exc)
+    board = result.leaderboard
+    typer.echo(f"Leaderboard ({repeats} repeats per sampler, best first):")
+    typer.echo(board.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo(f"Plots: {result.directory / 'compare.png'}, {result.directory / 'compare.html'}")
+
+
 @app.command("refit")
 def refit_command(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],

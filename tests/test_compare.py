@@ -1,0 +1,84 @@
+"""dnntune compare: the leaderboard's numbers, then a real run through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from dnntune.compare import leaderboard
+from dnntune.storage import open_storage
+from dnntune.testing import write_space
+
+
+def _curve(values: list[float]) -> pd.DataFrame:
+    best, rows = -1.0, []
+    for i, v in enumerate(values):
+        best = max(best, v)
+        rows.append({"number": i, "value": v, "best": best, "seconds": 10.0 * (i + 1)})
+    return pd.DataFrame(rows)
+
+
+def test_leaderboard_numbers() -> None:
+    curves = {
+        "fast": [_curve([0.5, 0.91, 0.91]), _curve([0.89, 0.905, 0.90])],
+        "slow": [_curve([0.5, 0.6, 0.80]), _curve([0.5, 0.7, 0.82])],
+    }
+    board = leaderboard(curves, {"fast": [30.0, 32.0], "slow": [40.0, 40.0]}, maximize=True)
+    assert list(board["sampler"]) == ["fast", "slow"]
+    fast = board.iloc[0]
+    assert fast["best_mean"] == pytest.approx(0.9075)
+    assert fast["best_std"] == pytest.approx(0.0025)
+    # within 1% of the best value of any run (0.91): >= 0.9009, reached at trial 2 by both
+    assert fast["trials_to_99pct"] == 2 and fast["seconds_to_99pct"] == 20.0
+    assert fast["reached_99pct"] == "2/2" and fast["wall_s"] == 31.0
+    assert board.iloc[1]["reached_99pct"] == "0/2"
+
+
+def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
+    space = write_space(tmp_path / "s.yaml")
+    r = cli(
+        "compare",
+        "--data",
+        str(credit_g),
+        "--target",
+        "target",
+        "--samplers",
+        "random,tpe",
+        "--repeats",
+        "2",
+        "--trials",
+        "3",
+        "--folds",
+        "3",
+        "--max-folds",
+        "1",
+        "--space",
+        str(space),
+        "--jobs",
+        "2",
+        "--output-dir",
+        "cmp",
+    )
+    assert r.returncode == 0, r
+    assert "Leaderboard (2 repeats per sampler, best first):" in r.stdout
+    assert "trials_to_99pct" in r.stdout and "random" in r.stdout and "tpe" in r.stdout
+    out = tmp_path / "cmp"
+    assert (out / "compare.png").stat().st_size > 10_000
+    html = (out / "compare.html").read_text()
+    assert "Sampler comparison" in html and "Plotly.newPlot" in html
+    summary = json.loads((out / "compare.json").read_text())
+    assert [row["sampler"] for row in summary["leaderboard"]] != []
+    storage = open_storage(f"journal:{(out / 'compare.journal').resolve()}")
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert len(names) == 4 and all(n.endswith(("-r0", "-r1")) for n in names)
+    for name in names:
+        assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
+
+
+def test_compare_rejects_unknown_sampler(cli, tmp_path: Path) -> None:
+    r = cli("compare", "--samplers", "random,bayes")
+    assert r.returncode == 2 and "unknown sampler 'bayes'" in r.stderr
