@@ -43,6 +43,7 @@ class CompareResult:
 def _run(config: TuneConfig) -> float:
     from dnntune.study import tune
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # fresh in a spawned process
     return tune(config).wall_time_s
 
 
