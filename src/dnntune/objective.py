@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +147,7 @@ class Objective:
         deadline: float | None = None,
         best_value: float | None = None,
         on_new_best: Callable[[BestModel], None] | None = None,
+        report_cv_scores: bool = False,
     ) -> None:
         self.dataset = dataset
         self.space = space
@@ -158,6 +160,7 @@ class Objective:
         self.best_value = best_value
         self.best: BestModel | None = None
         self.on_new_best = on_new_best
+        self.report_cv_scores = report_cv_scores
         self.epoch_slot = epoch_slot(space)
         self._folds: dict[int, PreparedFold] = {}
 
@@ -247,9 +250,11 @@ class Objective:
         value = float(np.mean(scores))
         trial.set_user_attr("epochs_run", epochs_run[0])
         trial.set_user_attr("fold_scores", scores)
-        if len(scores) >= 2 and all(math.isfinite(s) for s in scores):
+        if self.report_cv_scores and len(scores) >= 2 and all(math.isfinite(s) for s in scores):
             # For the study-level stop: the spread of the folds is the noise of the CV estimate.
-            report_cross_validation_scores(trial, scores)
+            with warnings.catch_warnings():  # optuna.terminator is deprecated since Optuna 4.9
+                warnings.simplefilter("ignore", FutureWarning)
+                report_cross_validation_scores(trial, scores)
         trial.set_user_attr("best_epochs", epochs_used)
         trial.set_user_attr("batch_size", params["batch_size"])
         if math.isfinite(value) and (

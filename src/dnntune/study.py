@@ -6,6 +6,7 @@ import hashlib
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,12 +140,11 @@ class AutoStop:
     """
 
     def __init__(self, note: Callable[[str], None], min_trials: int = 20) -> None:
-        import warnings
-
         from optuna.terminator import CrossValidationErrorEvaluator, RegretBoundEvaluator
 
-        with warnings.catch_warnings():  # flagged experimental by Optuna
+        with warnings.catch_warnings():  # experimental, and deprecated since Optuna 4.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)
             self.improvement = RegretBoundEvaluator()
             self.error = CrossValidationErrorEvaluator()
         self.min_trials = min_trials
@@ -156,8 +156,10 @@ class AutoStop:
         if len(trials) < self.min_trials or self.reason is not None:
             return
         try:
-            room = self.improvement.evaluate(trials, study.direction)
-            noise = self.error.evaluate(trials, study.direction)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                room = self.improvement.evaluate(trials, study.direction)
+                noise = self.error.evaluate(trials, study.direction)
         except (ValueError, RuntimeError, KeyError):  # not enough information yet
             return
         if room < noise:
@@ -234,6 +236,7 @@ def tune(
         max_folds=config.max_folds,
         seed=config.seed,
         deadline=deadline,
+        report_cv_scores=config.auto_stop,
     )
     pruner = make_pruner(
         config.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps
