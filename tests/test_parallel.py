@@ -191,7 +191,7 @@ def test_signals_end_cleanly_and_the_run_resumes(
 ) -> None:
     space = write_space(tmp_path / "s.yaml", SLOWER)
     cmd = _tune_cmd(
-        credit_g, space, "--trials", "1", "--study", "sig", "--pruner", "none", "--patience", "60"
+        credit_g, space, "--trials", "1", "--study", "sig", "--pruner", "none", "--patience", "1000"
     )
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
