@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -40,10 +41,15 @@ class CompareResult:
     curves: dict[str, list[pd.DataFrame]]
 
 
-def _run(config: TuneConfig) -> float:
+def _run(config: TuneConfig, threads: int | None = None) -> float:
     from dnntune.study import tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # fresh in a spawned process
+    if threads:
+        import torch
+
+        # Parallel runs share the cores: more threads than cores makes every step crawl.
+        torch.set_num_threads(threads)
     return tune(config).wall_time_s
 
 
@@ -114,7 +120,8 @@ def compare(
     walls: dict[str, list[float]] = {s.value: [] for s in samplers}
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = {key: pool.submit(_run, cfg) for key, cfg in runs.items()}
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            futures = {key: pool.submit(_run, cfg, threads) for key, cfg in runs.items()}
             for key, fut in futures.items():
                 walls[key[0]].append(fut.result())
     else:
