@@ -158,7 +158,8 @@ def _band(curves: list[pd.DataFrame], x: str, grid: np.ndarray) -> np.ndarray:
     for c in curves:
         if c.empty:
             continue
-        xs = np.arange(1, len(c) + 1) if x == "trials" else c["seconds"].to_numpy()
+        # x: trials started so far (pruned trials count too), or seconds since the first trial
+        xs = c["number"].to_numpy() + 1 if x == "trials" else c["seconds"].to_numpy()
         idx = np.searchsorted(xs, grid, side="right") - 1
         vals = np.where(idx >= 0, c["best"].to_numpy()[np.clip(idx, 0, None)], np.nan)
         out.append(vals)
@@ -175,7 +176,9 @@ def _stats(band: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _grids(curves: dict[str, list[pd.DataFrame]]) -> dict[str, np.ndarray]:
-    n = max((len(c) for cs in curves.values() for c in cs), default=1)
+    n = max(
+        (int(c["number"].max()) + 1 for cs in curves.values() for c in cs if not c.empty), default=1
+    )
     t = max((c["seconds"].max() for cs in curves.values() for c in cs if not c.empty), default=1.0)
     return {"trials": np.arange(1, n + 1), "seconds": np.linspace(0, t, 200)}
 
