@@ -77,6 +77,11 @@ def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
     assert len(names) == 4 and all(n.endswith(("-r0", "-r1")) for n in names)
     for name in names:
         assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
+    # dnntune report on a comparison folder redraws its page and plot
+    (out / "compare.html").unlink()
+    r = cli("report", "cmp")
+    assert r.returncode == 0, r
+    assert "Comparison: cmp/compare.html" in r.stdout and (out / "compare.html").is_file()
 
 
 def test_compare_rejects_unknown_sampler(cli, tmp_path: Path) -> None:

@@ -444,9 +444,16 @@ def report_command(
         str | None, typer.Option(help="Storage URL, when not the run's own.")
     ] = None,
 ) -> None:
-    """Write the run's self-contained HTML report and PNG plots."""
+    """Write the run's self-contained HTML report and PNG plots (or redraw a comparison)."""
     from dnntune.report import write_report
 
+    if (run_dir / "compare.json").is_file():
+        from dnntune.compare import rebuild
+
+        result = rebuild(run_dir)
+        typer.echo(f"Comparison: {run_dir / 'compare.html'}, {run_dir / 'compare.png'}")
+        typer.echo(result.leaderboard.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        return
     try:
         path = write_report(run_dir, storage=storage)
     except DnntuneError as exc:

@@ -31,7 +31,7 @@ from dnntune.config import SamplerName, TuneConfig
 from dnntune.report import best_so_far
 from dnntune.storage import open_storage
 
-__all__ = ["CompareResult", "compare", "leaderboard"]
+__all__ = ["CompareResult", "compare", "leaderboard", "rebuild"]
 
 
 @dataclass
@@ -127,29 +127,41 @@ def compare(
     else:
         for key, cfg in runs.items():
             walls[key[0]].append(_run(cfg))
-    backend = open_storage(storage)
-    curves: dict[str, list[pd.DataFrame]] = {s.value: [] for s in samplers}
+    studies = {key: cfg.study_name for key, cfg in runs.items()}
+    meta = {
+        "samplers": [s.value for s in samplers],
+        "repeats": repeats,
+        "trials": config.n_trials,
+        "timeout": config.timeout,
+        "studies": [[name, r, study] for (name, r), study in studies.items()],
+        "walls": walls,
+    }
+    return _render(directory, meta)
+
+
+def _render(directory: Path, meta: dict) -> CompareResult:
+    """Leaderboard and plots from the studies in the folder's journal."""
+    backend = open_storage(f"journal:{(directory / 'compare.journal').resolve()}")
+    curves: dict[str, list[pd.DataFrame]] = {name: [] for name in meta["samplers"]}
     maximize = True
-    for (name, _), cfg in runs.items():
-        study = optuna.load_study(study_name=cfg.study_name, storage=backend)
+    for name, _, study_name in meta["studies"]:
+        study = optuna.load_study(study_name=study_name, storage=backend)
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         curves[name].append(best_so_far(study))
-    board = leaderboard(curves, walls, maximize)
+    board = leaderboard(curves, meta["walls"], maximize)
     with atomic_path(directory / "leaderboard.csv") as tmp:
         board.to_csv(tmp, index=False)
-    write_json(
-        directory / "compare.json",
-        {
-            "samplers": [s.value for s in samplers],
-            "repeats": repeats,
-            "trials": config.n_trials,
-            "timeout": config.timeout,
-            "leaderboard": json.loads(board.to_json(orient="records")),
-        },
-    )
+    record = {**meta, "leaderboard": json.loads(board.to_json(orient="records"))}
+    write_json(directory / "compare.json", record)
     _plot_png(curves, directory / "compare.png")
     _plot_html(curves, board, directory / "compare.html")
     return CompareResult(directory, board, curves)
+
+
+def rebuild(directory: Path) -> CompareResult:
+    """Redraw a comparison folder's leaderboard and plots (``dnntune report`` on it)."""
+    meta = json.loads((Path(directory) / "compare.json").read_text(encoding="utf-8"))
+    return _render(Path(directory), meta)
 
 
 def _band(curves: list[pd.DataFrame], x: str, grid: np.ndarray) -> np.ndarray:
