@@ -129,6 +129,7 @@ def tune(
     from dnntune.storage import storage_from_env
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    _catch_signals()
 
     try:
         config = TuneConfig(
@@ -264,6 +265,7 @@ def worker(
     from dnntune.storage import storage_from_env
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _catch_signals()
     url = storage_from_env(storage)
     try:
         if url is None:
@@ -527,10 +529,17 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> None:
+def _catch_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (set again after the heavy imports, in case a
+    library reset them)."""
     import signal
 
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def main() -> None:
+    _catch_signals()
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover - Ctrl-C outside a command
