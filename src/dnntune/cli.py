@@ -339,16 +339,9 @@ def compare_command(
             device=device,
         )
         # Check the input once, before any run starts.
-        from dnntune.data import build_dataset, load_table
+        from dnntune.data import dataset_from_config
 
-        build_dataset(
-            load_table(config.data),
-            target=config.target,
-            drop=config.drop,
-            task=config.task,
-            folds=config.folds,
-            fold_column=config.fold_column,
-        )
+        dataset_from_config(config)
         result = compare(config, names, repeats=repeats, jobs=jobs, directory=output_dir)
     except DnntuneError as exc:
         _fail(exc)

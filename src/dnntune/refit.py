@@ -11,7 +11,7 @@ import torch
 
 from dnntune.artifacts import MANIFEST, _sha256, atomic_path, model_dir, write_json
 from dnntune.config import TuneConfig
-from dnntune.data import build_dataset, load_table
+from dnntune.data import dataset_from_config
 from dnntune.engine import METRICS, fit, resolve_device
 from dnntune.exceptions import DataError
 from dnntune.model import make_mlp
@@ -29,22 +29,13 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
     manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     names = {f.name for f in dataclasses.fields(TuneConfig)}
     config = TuneConfig(**{k: v for k, v in manifest["config"].items() if k in names})
-    table = load_table(config.data)
     digest = manifest["data"].get("sha256")
     if digest and Path(config.data).is_file() and _sha256(Path(config.data)) != digest:
         raise DataError(
             f"data file {config.data!r} changed since the study ran (its SHA-256 differs); "
             "refit on the data the study saw, or tune again"
         )
-    dataset = build_dataset(
-        table,
-        target=config.target,
-        drop=config.drop,
-        task=config.task,
-        folds=config.folds,
-        fold_column=config.fold_column,
-        seed=config.seed,
-    )
+    dataset = dataset_from_config(config)
     target = resolve_device(device)
     prepared = prepare_fold(dataset, -1, target)
     params = manifest["params"]

@@ -17,7 +17,7 @@ from torch import nn
 
 from dnntune.artifacts import atomic_path, save_model, torch_versions, write_json
 from dnntune.config import SamplerName, TuneConfig
-from dnntune.data import Dataset, build_dataset, load_table
+from dnntune.data import Dataset, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
 from dnntune.exceptions import StorageError
 from dnntune.objective import BestModel, Objective
@@ -205,16 +205,7 @@ def tune(
             on_note(msg)
 
     # Everything that can be wrong with the input is checked before anything is written.
-    table = load_table(config.data)
-    dataset = build_dataset(
-        table,
-        target=config.target,
-        drop=config.drop,
-        task=config.task,
-        folds=config.folds,
-        fold_column=config.fold_column,
-        seed=config.seed,
-    )
+    dataset = dataset_from_config(config)
     for msg in dataset.notes:
         note(msg)
     space = load_space(config.space) if config.space else default_space()

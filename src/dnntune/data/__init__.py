@@ -1,6 +1,6 @@
 """Data stage: read tables, infer the task, assign folds, preprocess per fold."""
 
-from dnntune.data._dataset import Dataset, build_dataset, fold_table
+from dnntune.data._dataset import Dataset, build_dataset, dataset_from_config, fold_table
 from dnntune.data._folds import assign_folds, folds_from_column
 from dnntune.data._io import Builtin, LoadedTable, load_table
 from dnntune.data._preprocess import ColumnPlan, Preprocessor, plan_columns
@@ -15,6 +15,7 @@ __all__ = [
     "Target",
     "assign_folds",
     "build_dataset",
+    "dataset_from_config",
     "encode_target",
     "fold_table",
     "folds_from_column",

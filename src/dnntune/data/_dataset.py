@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 
 from dnntune._names import did_you_mean, short_list
-from dnntune.config import Task
+from dnntune.config import Task, TuneConfig
 from dnntune.data._folds import assign_folds, folds_from_column
-from dnntune.data._io import LoadedTable
+from dnntune.data._io import LoadedTable, load_table
 from dnntune.data._preprocess import ColumnPlan, plan_columns
 from dnntune.data._target import Target, encode_target, infer_task
 from dnntune.exceptions import DataError
 
-__all__ = ["Dataset", "build_dataset"]
+__all__ = ["Dataset", "build_dataset", "dataset_from_config", "fold_table"]
 
 
 @dataclass
@@ -110,6 +110,19 @@ def build_dataset(
         )
     notes += plan.notes()
     return Dataset(features, encoded, fold_ids, plan, table.source, notes, row_ids)
+
+
+def dataset_from_config(config: TuneConfig) -> Dataset:
+    """Read ``config.data`` and build the dataset its column, task and fold settings describe."""
+    return build_dataset(
+        load_table(config.data),
+        target=config.target,
+        drop=config.drop,
+        task=config.task,
+        folds=config.folds,
+        fold_column=config.fold_column,
+        seed=config.seed,
+    )
 
 
 def fold_table(
