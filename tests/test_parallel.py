@@ -215,9 +215,9 @@ def test_signals_end_cleanly_and_the_run_resumes(
     time.sleep(0.5)
     start = time.monotonic()
     proc.send_signal(sig)
-    proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert time.monotonic() - start < 15  # seconds, on a loaded 2-core machine
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     first = _study(url, "sig").get_trials()
     assert first and not [t for t in first if t.state is TrialState.RUNNING]
     assert first[-1].state is TrialState.FAIL

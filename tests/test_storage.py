@@ -7,11 +7,13 @@ The PostgreSQL tests skip without ``DNNTUNE_TEST_POSTGRES_URL``, except in CI, w
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 import dnntune
 from dnntune.exceptions import StorageError
@@ -31,6 +33,27 @@ def test_bad_storage_url_is_a_clean_error() -> None:
         StorageError, match=r"cannot open storage 'postgresql://u:\*\*\*@127.0.0.1:1/x'"
     ):
         open_storage("postgresql://u:pw@127.0.0.1:1/x")
+
+
+def test_a_worker_killed_before_its_first_heartbeat_leaves_no_running_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Optuna's heartbeat thread starts only after ask(); a trial that never beat is never
+    # failed by Optuna. dnntune records the first beat with the trial itself.
+    monkeypatch.setenv("DNNTUNE_HEARTBEAT_INTERVAL", "1")
+    url = f"sqlite:///{tmp_path / 'beat.db'}"
+    dead = optuna.create_study(study_name="beat", storage=open_storage(url, heartbeat=True))
+    dead.enqueue_trial({"x": 1.0})
+    taken = dead.ask()  # a waiting trial taken, then its worker "dies"
+    created = dead.ask()  # a new trial created, then its worker "dies"
+    time.sleep(4.5)  # past the grace period (3 s for a 1 s interval; SQLite keeps seconds)
+    alive = optuna.load_study(study_name="beat", storage=open_storage(url, heartbeat=True))
+    alive.optimize(lambda t: t.suggest_float("x", 0, 2), n_trials=1)
+    states = {t.number: t.state for t in alive.get_trials(deepcopy=False)}
+    assert states[taken.number] is TrialState.FAIL
+    assert states[created.number] is TrialState.FAIL
+    retried = [t for t in alive.get_trials() if t.system_attrs.get("failed_trial") is not None]
+    assert len(retried) == 2  # both go back to the queue with their parameters
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
 
 from dnntune._redact import redact
 from dnntune.exceptions import StorageError
@@ -28,6 +30,32 @@ def heartbeat_settings() -> tuple[int, int]:
     them (``DNNTUNE_HEARTBEAT_INTERVAL``), as the tests do."""
     interval = int(os.environ.get("DNNTUNE_HEARTBEAT_INTERVAL", "30"))
     return interval, max(2 * interval, interval + 2)
+
+
+class _BeatingRDBStorage(RDBStorage):
+    """An RDB storage that records a trial's first heartbeat the moment the trial becomes
+    RUNNING (created, or a waiting one taken).
+
+    Optuna starts the heartbeat thread only after ``study.ask()`` returns, and never fails a
+    RUNNING trial that has no heartbeat at all: a worker killed in between (while a sampler
+    computes its next point, say) would leave its trial RUNNING for ever.
+    """
+
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
+        trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state is TrialState.RUNNING:
+            self.record_heartbeat(trial._trial_id)
+        return trial
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state is TrialState.RUNNING:
+            self.record_heartbeat(trial_id)
+        return changed
 
 
 def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
@@ -68,16 +96,18 @@ def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
         engine_kwargs = {"pool_pre_ping": True}
     extra: dict[str, Any] = {}
     if heartbeat:
-        from optuna.storages import RetryFailedTrialCallback
+        import optuna.storages as storages
 
         interval, grace = heartbeat_settings()
-        extra = {
-            "heartbeat_interval": interval,
-            "grace_period": grace,
-            "failed_trial_callback": RetryFailedTrialCallback(max_retry=3),
-        }
+        extra = {"heartbeat_interval": interval, "grace_period": grace}
+        if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
+            retry = storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+            extra["heartbeat_stale_trial_callback"] = retry
+        else:
+            extra["failed_trial_callback"] = storages.RetryFailedTrialCallback(max_retry=3)
+    kind = _BeatingRDBStorage if heartbeat else RDBStorage
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **extra)
+        return kind(url, engine_kwargs=engine_kwargs, **extra)
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(
