@@ -71,3 +71,37 @@ def test_bench_parallel_quick(credit_g: Path) -> None:
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(result) >= {"trials_per_min_1", "trials_per_min_2", "speedup"}
     assert result["trials_per_min_1"] > 0 and result["trials_per_min_2"] > 0
+
+
+def test_bench_search_short_budget(hotel: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_search.py"),
+            "--budget",
+            "20",
+            "--keep",
+            str(tmp_path / "kept"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result) >= {
+        "auc_original",
+        "auc_dnntune",
+        "time_to_original_best_s",
+        "speedup",
+        "budget_s",
+    }
+    assert result["budget_s"] == 20
+    assert 0.5 < result["auc_original"] <= 1.0
+    # 20 s leave dnntune no complete 5-fold trial, but fold 0's epoch scores, with their times
+    # from the trial's timeline, already count against (a)'s single trial.
+    assert result["time_to_original_best_s"] is not None
+    assert 0 < result["time_to_original_best_s"] < 40
+    assert (tmp_path / "kept" / "study.db").exists()
+    assert "Study 'hotel_bookings-is_canceled'" in (tmp_path / "kept" / "output.txt").read_text()

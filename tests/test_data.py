@@ -98,7 +98,7 @@ def test_date_strings_become_numeric() -> None:
 def test_preprocessing_is_fitted_on_training_rows_only() -> None:
     train = pd.DataFrame({"x": [1.5, 2.5, 3.5, np.nan] * 5, "c": ["a"] * 10 + ["b"] * 10})
     valid = pd.DataFrame({"x": [1000.0, np.nan], "c": ["zzz", "a"]})
-    pre = Preprocessor(plan_columns(train), min_frequency=1).fit(train)
+    pre = Preprocessor(plan_columns(train), min_frequency=1, numeric_bins=0).fit(train)
     assert pre.numeric_["x"]["median"] == 2.5  # from training rows; 1000 is never seen
     assert pre.feature_names_ == ["x", "x__missing", "c=a", "c=b", "c=__other__"]
     out = pre.transform(valid)
@@ -107,6 +107,23 @@ def test_preprocessing_is_fitted_on_training_rows_only() -> None:
     assert out[1, 2] == 1.0
     train_out = pre.transform(train)
     assert abs(train_out[:, 0].mean()) < 1e-6  # standardized with training statistics
+
+
+def test_numeric_bins_come_from_training_quantiles() -> None:
+    train = pd.DataFrame({"x": np.arange(100.0) + 0.5, "k": [1.5, 2.5, 3.5] * 33 + [1.5]})
+    valid = pd.DataFrame({"x": [-5.0, 50.0, 1e6, np.nan], "k": [2.5, 2.5, 9.0, np.nan]})
+    pre = Preprocessor(plan_columns(train), numeric_bins=4).fit(train)
+    assert pre.bin_edges_["x"] == [25.25, 50.0, 74.75]  # quartiles of the training rows
+    assert pre.bin_edges_["k"] == [2.5, 3.5]  # three distinct values: three bins
+    names = pre.feature_names_
+    bins = [names.index(f"x__bin{i}") for i in range(4)]
+    out = pre.transform(valid)
+    assert (out[:, bins].sum(axis=1) == 1).all()  # exactly one bin per row
+    assert out[0, bins[0]] == 1 and out[2, bins[3]] == 1  # out of range: the end bins
+    assert out[1, bins[2]] == 1  # an edge value belongs to the bin above it
+    assert out[3, bins[2]] == 1  # missing: the median's bin (and the missing indicator)
+    off = Preprocessor(plan_columns(train), numeric_bins=0).fit(train)
+    assert off.feature_names_ == ["x", "k"] and not off.bin_edges_
 
 
 def test_rare_levels_are_folded() -> None:

@@ -173,9 +173,10 @@ class Objective:
             self._folds[k] = prepare_fold(self.dataset, k, self.device)
         return self._folds[k]
 
-    def _check_deadline(self, trial: optuna.trial.Trial) -> None:
+    def _check_deadline(self, trial: optuna.trial.Trial, timeline: list[list[float]]) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             trial.set_user_attr("stop_reason", "timeout")
+            trial.set_user_attr("report_seconds", timeline)
             raise optuna.TrialPruned("the study's --timeout was reached during this trial")
 
     def _oof_outputs(
@@ -197,9 +198,13 @@ class Objective:
         epochs_used: list[int] = []
         states: list[dict[str, torch.Tensor]] = []
         epochs_run = [0]
+        # [step, seconds since the trial started] of each reported value: when each score was
+        # known (the report's curves against time, bench_search's time to a target).
+        timeline: list[list[float]] = []
+        started = time.monotonic()
         trial.set_user_attr("epochs_budget", self.n_folds * int(params["epochs"]))
         for k in range(self.n_folds):
-            self._check_deadline(trial)
+            self._check_deadline(trial, timeline)
             fold = self.fold(k)
             batch_size = params["batch_size"] or auto_batch_size(fold.tensors.n_train)
             params["batch_size"] = batch_size
@@ -224,12 +229,15 @@ class Objective:
                 if math.isnan(b) or (math.isfinite(score) and self.metric.better(score, b)):
                     best_in_fold[0] = b = score
                 if math.isfinite(b):
-                    trial.report(running_estimate(finished, b), cv_step(k, epoch, self.epoch_slot))
+                    step = cv_step(k, epoch, self.epoch_slot)
+                    trial.report(running_estimate(finished, b), step)
+                    timeline.append([step, round(time.monotonic() - started, 3)])
                     if trial.should_prune():
                         trial.set_user_attr("pruned_at_fold", k)
                         trial.set_user_attr("epochs_run", epochs_run[0])
+                        trial.set_user_attr("report_seconds", timeline)
                         raise optuna.TrialPruned(f"pruned at fold {k}, epoch {epoch}")
-                self._check_deadline(trial)
+                self._check_deadline(trial, timeline)
 
             result = fit(
                 model,
@@ -245,6 +253,7 @@ class Objective:
                 on_epoch=on_epoch,
             )
             scores.append(result.best_score)
+            trial.set_user_attr("report_seconds", timeline)
             epochs_used.append(result.best_epoch)
             states.append({n: t.detach().cpu() for n, t in result.state_dict.items()})
         value = float(np.mean(scores))

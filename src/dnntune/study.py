@@ -385,5 +385,7 @@ def _write_outputs(
     if best:
         write_json(run_dir / "best_params.json", best.params)
     frame = study.trials_dataframe()
+    # The per-epoch timeline is long and lives in the study; the table keeps one row per trial.
+    frame = frame.drop(columns=["user_attrs_report_seconds"], errors="ignore")
     with atomic_path(run_dir / "trials.csv") as tmp:
         frame.to_csv(tmp, index=False)
