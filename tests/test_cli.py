@@ -24,7 +24,7 @@ def test_default_main_job_prints_best_trial_and_model(cli, tmp_path: Path) -> No
     assert r.returncode == 0, r
     assert "Trial 0 finished with value: " in r.stdout and "and parameters: {" in r.stdout
     assert "Best value (roc_auc, maximize, mean of 5 folds): " in r.stdout
-    assert "Sequential(" in r.stdout and "Linear(in_features=30" in r.stdout
+    assert "Sequential(" in r.stdout and "(0): Linear(in_features=" in r.stdout
     out = tmp_path / "out"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metric"] == "roc_auc" and summary["direction"] == "maximize"

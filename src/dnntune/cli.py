@@ -52,29 +52,37 @@ TargetOpt = Annotated[
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="One seed for folds, sampler and training.")]
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of cross-validation folds.")]
+DropOpt = Annotated[
+    list[str] | None, typer.Option("--drop", help="Columns to ignore (comma-separated).")
+]
+TaskOpt = Annotated[str | None, typer.Option("--task", help=f"Force the task: {_choices(Task)}.")]
+MetricOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--metric",
+        help=f"Metric: {_choices(MetricName)} (default: roc_auc / logloss / rmse by task).",
+    ),
+]
+MaxFoldsOpt = Annotated[
+    int | None, typer.Option("--max-folds", help="Folds each trial runs (<= --folds).")
+]
+PrunerOpt = Annotated[str, typer.Option("--pruner", help=f"Pruner: {_choices(PrunerName)}.")]
+SpaceOpt = Annotated[Path | None, typer.Option("--space", help="Search space file (YAML or TOML).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 
 
 @app.command()
 def tune(
     data: DataOpt = "builtin:breast_cancer",
     target: TargetOpt = None,
-    drop: Annotated[
-        list[str] | None, typer.Option(help="Columns to ignore (comma-separated).")
-    ] = None,
-    task: Annotated[str | None, typer.Option(help=f"Force the task: {_choices(Task)}.")] = None,
-    metric: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Metric: {_choices(MetricName)} (default: roc_auc / logloss / rmse by task)."
-        ),
-    ] = None,
+    drop: DropOpt = None,
+    task: TaskOpt = None,
+    metric: MetricOpt = None,
     folds: FoldsOpt = 5,
-    max_folds: Annotated[
-        int | None, typer.Option(help="Folds each trial runs (<= --folds).")
-    ] = None,
+    max_folds: MaxFoldsOpt = None,
     fold_column: Annotated[str | None, typer.Option(help="Use this existing fold column.")] = None,
     sampler: Annotated[str, typer.Option(help=f"Sampler: {_choices(SamplerName)}.")] = "tpe",
-    pruner: Annotated[str, typer.Option(help=f"Pruner: {_choices(PrunerName)}.")] = "median",
+    pruner: PrunerOpt = "median",
     trials: Annotated[
         int | None,
         typer.Option(
@@ -86,7 +94,7 @@ def tune(
         typer.Option(help="Seconds for the whole study, the trial in flight included."),
     ] = None,
     seed: SeedOpt = 42,
-    space: Annotated[Path | None, typer.Option(help="Search space file (YAML or TOML).")] = None,
+    space: SpaceOpt = None,
     grid_points: Annotated[
         int, typer.Option(help="Grid sampler: points per continuous range.")
     ] = 3,
@@ -103,7 +111,7 @@ def tune(
     warm_start: Annotated[
         bool, typer.Option(help="Start with the space's default configuration.")
     ] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOpt = "auto",
     auto_stop: Annotated[
         bool,
         typer.Option(help="Stop when further improvement is below the CV noise (Terminator)."),
@@ -294,23 +302,23 @@ def worker(
 def compare_command(
     data: DataOpt = "builtin:breast_cancer",
     target: TargetOpt = None,
-    drop: Annotated[list[str] | None, typer.Option(help="Columns to ignore.")] = None,
-    task: Annotated[str | None, typer.Option(help=f"Force the task: {_choices(Task)}.")] = None,
-    metric: Annotated[str | None, typer.Option(help="Metric (default by task).")] = None,
+    drop: DropOpt = None,
+    task: TaskOpt = None,
+    metric: MetricOpt = None,
     folds: FoldsOpt = 5,
-    max_folds: Annotated[int | None, typer.Option(help="Folds each trial runs.")] = None,
+    max_folds: MaxFoldsOpt = None,
     samplers: Annotated[str, typer.Option(help="Comma-separated samplers to compare.")] = (
         "grid,random,tpe,gp,cmaes"
     ),
-    pruner: Annotated[str, typer.Option(help=f"Pruner: {_choices(PrunerName)}.")] = "median",
+    pruner: PrunerOpt = "median",
     trials: Annotated[int | None, typer.Option(help="Trials per run (the shared budget).")] = 20,
     timeout: Annotated[float | None, typer.Option(help="Seconds per run.")] = None,
     repeats: Annotated[int, typer.Option(help="Runs per sampler, seeds seed, seed+1, ...")] = 3,
     jobs: Annotated[int, typer.Option(help="Runs in parallel processes.")] = 1,
     seed: SeedOpt = 42,
-    space: Annotated[Path | None, typer.Option(help="Search space file.")] = None,
+    space: SpaceOpt = None,
     output_dir: Annotated[Path | None, typer.Option(help="Comparison folder.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Compare samplers on the same data, space, folds and budget, with repeats."""
     import optuna
@@ -354,7 +362,7 @@ def compare_command(
 @app.command("refit")
 def refit_command(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train the best configuration on all rows (median best epoch of its folds)."""
     from dnntune.refit import refit as run_refit
