@@ -112,7 +112,7 @@ def test_preprocessing_is_fitted_on_training_rows_only() -> None:
 def test_numeric_bins_come_from_training_quantiles() -> None:
     train = pd.DataFrame({"x": np.arange(100.0) + 0.5, "k": [1.5, 2.5, 3.5] * 33 + [1.5]})
     valid = pd.DataFrame({"x": [-5.0, 50.0, 1e6, np.nan], "k": [2.5, 2.5, 9.0, np.nan]})
-    pre = Preprocessor(plan_columns(train), numeric_bins=4).fit(train)
+    pre = Preprocessor(plan_columns(train), numeric_bins=4, rows_per_bin=10).fit(train)
     assert pre.bin_edges_["x"] == [25.25, 50.0, 74.75]  # quartiles of the training rows
     assert pre.bin_edges_["k"] == [2.5, 3.5]  # three distinct values: three bins
     names = pre.feature_names_
@@ -124,6 +124,9 @@ def test_numeric_bins_come_from_training_quantiles() -> None:
     assert out[3, bins[2]] == 1  # missing: the median's bin (and the missing indicator)
     off = Preprocessor(plan_columns(train), numeric_bins=0).fit(train)
     assert off.feature_names_ == ["x", "k"] and not off.bin_edges_
+    few = Preprocessor(plan_columns(train), numeric_bins=16, rows_per_bin=40).fit(train)
+    assert [len(e) + 1 for e in few.bin_edges_.values()] == [2, 2]  # 100 rows: two bins each
+    assert not Preprocessor(plan_columns(train)).fit(train).bin_edges_  # 100 rows: none
 
 
 def test_rare_levels_are_folded() -> None:

@@ -136,7 +136,8 @@ class Preprocessor:
 
     Numeric and date columns: median imputation, a 0/1 missing indicator when the training rows
     had missing values, then standardization, plus a one-hot of the value's quantile bin (up to
-    ``numeric_bins`` bins between the training quantiles; 0 turns it off). The bins let an MLP
+    ``numeric_bins`` bins between the training quantiles, and no more than one per
+    ``rows_per_bin`` training rows, so small tables get none; 0 turns it off). The bins let an MLP
     model a column's effect piecewise instead of through one linear input: on skewed columns
     and on integer codes (agent 9, agent 240) this is worth +0.004 ROC-AUC on the hotel data's
     fold 0, and a better first epoch. Categorical columns: one-hot over the levels seen
@@ -151,15 +152,18 @@ class Preprocessor:
         min_frequency: int | None = None,
         max_levels: int = 64,
         numeric_bins: int = 16,
+        rows_per_bin: int = 500,
     ) -> None:
         self.plan = plan
         self.min_frequency = min_frequency
         self.max_levels = max_levels
         self.numeric_bins = numeric_bins
+        self.rows_per_bin = rows_per_bin
 
     def fit(self, frame: pd.DataFrame) -> Preprocessor:
         n = len(frame)
         min_freq = self.min_frequency or max(5, math.ceil(0.0005 * n))
+        n_bins = min(self.numeric_bins, n // max(self.rows_per_bin, 1))
         self.numeric_: dict[str, dict[str, float | bool]] = {}
         self.bin_edges_: dict[str, list[float]] = {}
         for name in [*self.plan.numeric, *self.plan.datetime]:
@@ -174,8 +178,8 @@ class Preprocessor:
                 "scale": std if std > 1e-12 else 1.0,
                 "indicator": bool(missing.any()),
             }
-            if self.numeric_bins > 1 and (~missing).any():
-                inner = np.linspace(0.0, 1.0, self.numeric_bins + 1)[1:-1]
+            if n_bins > 1 and (~missing).any():
+                inner = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
                 seen = arr[~missing]
                 edges = np.unique(np.quantile(seen, inner))
                 edges = edges[edges > seen.min()]  # no bin that no training row falls in
