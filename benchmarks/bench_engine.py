@@ -214,7 +214,8 @@ def load_fold(args: argparse.Namespace, device: torch.device):
         drop=("reservation_status", "reservation_status_date"),
         folds=5,
     )
-    return dataset, prepare_fold(dataset, 0, device).tensors
+    # The original pipeline's inputs: standardized numbers and one-hot categories, no bins.
+    return dataset, prepare_fold(dataset, 0, device, numeric_bins=0).tensors
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,8 +47,8 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import DATA, OriginalModel, RowDataset
-from dnntune.data import Preprocessor, build_dataset, load_table
-from dnntune.objective import epoch_slot
+from dnntune.data import build_dataset, load_table
+from dnntune.objective import epoch_slot, prepare_fold
 from dnntune.space import default_space
 
 DROP = ("reservation_status", "reservation_status_date")
@@ -57,12 +57,9 @@ DROP = ("reservation_status", "reservation_status_date")
 def original_study(budget: float, data: Path) -> list[tuple[float, float]]:
     """(seconds since start, value) of each finished trial of the re-created original study."""
     dataset = build_dataset(load_table(str(data)), target=("is_canceled",), drop=DROP, folds=5)
-    train = dataset.folds != 0
-    frame = dataset.features
-    pre = Preprocessor(dataset.plan, numeric_bins=0).fit(frame.loc[train])
-    x_train, x_valid = pre.transform(frame.loc[train]), pre.transform(frame.loc[~train])
-    y = dataset.target.values.astype(np.float32)
-    y_train, y_valid = y[train], y[~train]
+    fold = prepare_fold(dataset, 0, torch.device("cpu"), numeric_bins=0).tensors
+    x_train, y_train = fold.x_train.numpy(), fold.y_train.numpy()[:, 0]
+    x_valid, y_valid = fold.x_valid.numpy(), fold.y_valid_eval.astype(np.float32)
     start = time.perf_counter()
     done: list[tuple[float, float]] = []
     optimizers = {"Adam": torch.optim.Adam, "SGD": torch.optim.SGD, "AdamW": torch.optim.AdamW}

@@ -73,14 +73,18 @@ class PreparedFold:
     tensors: FoldTensors
 
 
-def prepare_fold(dataset: Dataset, fold: int, device: torch.device) -> PreparedFold:
+def prepare_fold(
+    dataset: Dataset, fold: int, device: torch.device, *, numeric_bins: int = 16
+) -> PreparedFold:
     """Fit the preprocessing on the fold's training rows only and move both parts to the device.
 
-    ``fold=-1`` trains on every row (no validation part), as a refit does.
+    ``fold=-1`` trains on every row (no validation part), as a refit does. ``numeric_bins=0``
+    gives plain inputs (standardized numbers, one-hot categories), as the benchmarks' original
+    pipeline had.
     """
     train = dataset.folds != fold
     frame = dataset.features
-    pre = Preprocessor(dataset.plan).fit(frame.loc[train])
+    pre = Preprocessor(dataset.plan, numeric_bins=numeric_bins).fit(frame.loc[train])
     x_train = torch.from_numpy(pre.transform(frame.loc[train])).to(device)
     x_valid = torch.from_numpy(pre.transform(frame.loc[~train])).to(device)
     y = dataset.target.values
