@@ -78,6 +78,21 @@ def test_infer_multilabel_from_several_columns() -> None:
     assert target.values.shape == (30, 2) and target.n_outputs == 2
 
 
+def test_multilabel_folds_spread_every_label_combination() -> None:
+    # 500 rows; label b is positive in 25 rows only. Plain KFold can leave a fold without any
+    # positive of b (and drop b from that fold's ROC-AUC); the stratified folds cannot.
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 2, 500)
+    b = np.zeros(500, dtype=np.int64)
+    b[rng.choice(500, 25, replace=False)] = 1
+    target = encode_target(pd.DataFrame({"a": a, "b": b}), Task.MULTILABEL)
+    for seed in range(5):
+        folds = assign_folds(target, 5, seed)
+        per_fold = np.bincount(folds[b == 1], minlength=5)
+        assert per_fold.min() >= 4, per_fold  # 25 positives over 5 folds: 5 each, give or take
+        assert np.bincount(folds).min() >= 99
+
+
 def test_plan_reports_id_like_and_constant_columns() -> None:
     plan = plan_columns(synthetic_table(100).drop(columns="y"))
     assert "ID-like" in plan.dropped["row_id"]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from dnntune.config import Task
 from dnntune.data._target import Target
 from dnntune.exceptions import DataError
 
@@ -15,7 +16,8 @@ __all__ = ["assign_folds", "folds_from_column"]
 
 
 def assign_folds(target: Target, n_folds: int, seed: int) -> np.ndarray:
-    """Fold ids 0..K-1: stratified for classification, plain shuffled K-fold otherwise."""
+    """Fold ids 0..K-1: stratified for classification (on label combinations for multilabel),
+    plain shuffled K-fold for regression."""
     n = len(target.values)
     if n < n_folds:
         raise DataError(f"--folds={n_folds} needs at least {n_folds} rows, but the table has {n}")
@@ -24,7 +26,7 @@ def assign_folds(target: Target, n_folds: int, seed: int) -> np.ndarray:
     if strat is not None:
         counts = np.bincount(strat)
         least = int(np.argmin(counts))
-        if counts[least] < n_folds:
+        if counts[least] < n_folds and target.task is not Task.MULTILABEL:
             raise DataError(
                 f"class {target.classes[least]!r} of target {target.columns[0]!r} has only "
                 f"{counts[least]} rows, fewer than --folds={n_folds}; use fewer folds or "

@@ -14,6 +14,7 @@ from dnntune.exceptions import DataError
 __all__ = ["MAX_CLASSES", "Target", "encode_target", "infer_task"]
 
 MAX_CLASSES = 30  # an integer target with more distinct values than this is a regression
+MIN_COMBINATION = 20  # multilabel: rarer label combinations share one stratum of the folds
 
 
 def _is_integral(values: pd.Series) -> bool:
@@ -69,7 +70,22 @@ class Target:
 
     @property
     def stratify(self) -> np.ndarray | None:
-        return self.values if self.task in (Task.BINARY, Task.MULTICLASS) else None
+        """Labels to stratify the folds on: the class, or for multilabel the combination of
+        labels (combinations rarer than ``MIN_COMBINATION`` rows share one stratum, which joins
+        the most common one if still that rare); None for regression."""
+        if self.task in (Task.BINARY, Task.MULTICLASS):
+            return self.values
+        if self.task is Task.MULTILABEL:
+            _, keys = np.unique(self.values, axis=0, return_inverse=True)
+            keys = keys.reshape(-1)
+            counts = np.bincount(keys)
+            rare = counts[keys] < MIN_COMBINATION
+            if rare.any():
+                keys = np.where(rare, len(counts), keys)
+                if rare.sum() < MIN_COMBINATION:
+                    keys[rare] = int(np.argmax(counts))
+            return np.unique(keys, return_inverse=True)[1].reshape(-1)
+        return None
 
 
 def encode_target(y: pd.DataFrame, task: Task) -> Target:
