@@ -144,3 +144,30 @@ def test_data_flows_one_way() -> None:
                 other = _stage(node.module)
                 if other in order and other != mine:
                     assert order[other] < order[mine], f"{rel} imports dnntune.{other}"
+
+
+def test_a_study_from_before_the_bins_resumes_only_without_them(
+    tmp_path: Path, credit_g: Path
+) -> None:
+    from dnntune.config import TuneConfig
+    from dnntune.exceptions import StorageError
+    from dnntune.study import CONFIG_ATTR
+
+    settings = {
+        "data": str(credit_g),
+        "target": ("target",),
+        "folds": 2,
+        "max_folds": 1,
+        "space": str(write_space(tmp_path / "s.yaml")),
+        "output_dir": str(tmp_path / "run"),
+    }
+    first = dnntune.tune(trials=1, **settings)
+    # What an older dnntune stored: no numeric_bins (it had none).
+    old = {k: v for k, v in first.study.user_attrs[CONFIG_ATTR].items() if k != "numeric_bins"}
+    first.study.set_user_attr(CONFIG_ATTR, old)
+    with pytest.raises(StorageError, match=r"numeric_bins: 0, now 16"):
+        dnntune.tune(trials=2, **settings)
+    again = dnntune.tune(trials=2, numeric_bins=0, **settings)
+    assert len(again.study.trials) == 2
+    assert TuneConfig.from_stored({"data": "x.csv"}).numeric_bins == 0
+    assert TuneConfig.from_stored({"data": "x.csv", "numeric_bins": 8}).numeric_bins == 8

@@ -69,6 +69,14 @@ MaxFoldsOpt = Annotated[
 PrunerOpt = Annotated[str, typer.Option("--pruner", help=f"Pruner: {_choices(PrunerName)}.")]
 SpaceOpt = Annotated[Path | None, typer.Option("--space", help="Search space file (YAML or TOML).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+NumericBinsOpt = Annotated[
+    int,
+    typer.Option(
+        "--numeric-bins",
+        help="Quantile bins one-hot encoded beside each numeric column (at most one per 500 "
+        "training rows); 0 turns them off.",
+    ),
+]
 
 
 @app.command()
@@ -99,6 +107,7 @@ def tune(
         int, typer.Option(help="Grid sampler: points per continuous range.")
     ] = 3,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
+    numeric_bins: NumericBinsOpt = 16,
     study: Annotated[
         str | None, typer.Option(help="Study name (default: from data/target).")
     ] = None,
@@ -157,6 +166,7 @@ def tune(
             space=str(space) if space else None,
             grid_points=grid_points,
             patience=patience,
+            numeric_bins=numeric_bins,
             study=study,
             storage=storage_from_env(storage),
             output_dir=str(output_dir) if output_dir else None,
@@ -317,6 +327,7 @@ def compare_command(
     jobs: Annotated[int, typer.Option(help="Runs in parallel processes.")] = 1,
     seed: SeedOpt = 42,
     space: SpaceOpt = None,
+    numeric_bins: NumericBinsOpt = 16,
     output_dir: Annotated[Path | None, typer.Option(help="Comparison folder.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -344,6 +355,7 @@ def compare_command(
             timeout=timeout,
             seed=seed,
             space=str(space) if space else None,
+            numeric_bins=numeric_bins,
             device=device,
         )
         # Check the input once, before any run starts.

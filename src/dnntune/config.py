@@ -117,6 +117,7 @@ class TuneConfig:
     space: str | None = None
     grid_points: int = 3
     patience: int = 5
+    numeric_bins: int = 16
     study: str | None = None
     storage: str | None = None
     output_dir: str | None = None
@@ -160,6 +161,10 @@ class TuneConfig:
             problems.append(f"--grid-points must be at least 2, but got {self.grid_points}")
         if self.patience < 1:
             problems.append(f"--patience must be at least 1, but got {self.patience}")
+        if self.numeric_bins == 1 or not 0 <= self.numeric_bins <= 1024:
+            problems.append(
+                f"--numeric-bins must be 0 (off) or between 2 and 1024, got {self.numeric_bins}"
+            )
         if self.study is not None and not _STUDY_NAME.match(self.study):
             problems.append(
                 f"--study {self.study!r} is not a valid name; use letters, digits, '_', '.', '-'"
@@ -207,6 +212,32 @@ class TuneConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings that must match for a study to be resumed with this configuration."""
-        keys = ("data", "target", "drop", "task", "metric", "folds", "fold_column", "seed")
+        keys = (
+            "data",
+            "target",
+            "drop",
+            "task",
+            "metric",
+            "folds",
+            "fold_column",
+            "seed",
+            "numeric_bins",
+        )
         full = self.to_dict()
         return {k: full[k] for k in keys}
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any], **overrides: Any) -> TuneConfig:
+        """The configuration a study or model folder recorded (``to_dict`` output), with
+        ``overrides``. Keys it lacks because an older dnntune wrote it get the value that
+        version used, not today's default; unknown keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {**BEFORE_THEY_EXISTED, **{k: v for k, v in stored.items() if k in names}}
+        for key in ("target", "drop"):
+            values[key] = tuple(values.get(key) or ())
+        values.update(overrides)
+        return cls(**values)
+
+
+# Settings added after the first release, with the behaviour of the versions before them.
+BEFORE_THEY_EXISTED: dict[str, Any] = {"numeric_bins": 0}

@@ -152,6 +152,7 @@ class Objective:
         best_value: float | None = None,
         on_new_best: Callable[[BestModel], None] | None = None,
         report_cv_scores: bool = False,
+        numeric_bins: int = 16,
     ) -> None:
         self.dataset = dataset
         self.space = space
@@ -165,6 +166,7 @@ class Objective:
         self.best: BestModel | None = None
         self.on_new_best = on_new_best
         self.report_cv_scores = report_cv_scores
+        self.numeric_bins = numeric_bins
         self.epoch_slot = epoch_slot(space)
         self._folds: dict[int, PreparedFold] = {}
 
@@ -174,7 +176,9 @@ class Objective:
 
     def fold(self, k: int) -> PreparedFold:
         if k not in self._folds:
-            self._folds[k] = prepare_fold(self.dataset, k, self.device)
+            self._folds[k] = prepare_fold(
+                self.dataset, k, self.device, numeric_bins=self.numeric_bins
+            )
         return self._folds[k]
 
     def _check_deadline(self, trial: optuna.trial.Trial, timeline: list[list[float]]) -> None:

@@ -238,16 +238,18 @@ def run_worker(
     raw = stored.user_attrs.get("config")
     if raw is None:
         raise StorageError(f"study {study_name!r} was not created by dnntune tune")
-    names = {f.name for f in dataclasses.fields(TuneConfig)}
-    values = {k: v for k, v in raw.items() if k in names}
-    for key in ("target", "drop"):
-        values[key] = tuple(values.get(key) or ())
-    values.update(storage=storage, study=study_name, trials=None, timeout=timeout, jobs=1)
+    overrides: dict[str, object] = {
+        "storage": storage,
+        "study": study_name,
+        "trials": None,
+        "timeout": timeout,
+        "jobs": 1,
+    }
     if data:
-        values["data"] = data
+        overrides["data"] = data
     if output_dir:
-        values["output_dir"] = output_dir
-    config = TuneConfig(**values)
+        overrides["output_dir"] = output_dir
+    config = TuneConfig.from_stored(raw, **overrides)
     return tune_here(
         config,
         on_note=on_note,

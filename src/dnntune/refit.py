@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -27,8 +26,7 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
 
     directory = model_dir(run_dir)
     manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    names = {f.name for f in dataclasses.fields(TuneConfig)}
-    config = TuneConfig(**{k: v for k, v in manifest["config"].items() if k in names})
+    config = TuneConfig.from_stored(manifest["config"])
     digest = manifest["data"].get("sha256")
     if digest and Path(config.data).is_file() and _sha256(Path(config.data)) != digest:
         raise DataError(
@@ -37,7 +35,7 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         )
     dataset = dataset_from_config(config)
     target = resolve_device(device)
-    prepared = prepare_fold(dataset, -1, target)
+    prepared = prepare_fold(dataset, -1, target, numeric_bins=config.numeric_bins)
     params = manifest["params"]
     epochs = max(1, round(statistics.median(f["best_epoch"] for f in manifest["folds"])))
     torch.manual_seed(config.seed)

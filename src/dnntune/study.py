@@ -16,7 +16,7 @@ import optuna
 from torch import nn
 
 from dnntune.artifacts import atomic_path, save_model, torch_versions, write_json
-from dnntune.config import SamplerName, TuneConfig
+from dnntune.config import BEFORE_THEY_EXISTED, SamplerName, TuneConfig
 from dnntune.data import Dataset, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
 from dnntune.exceptions import StorageError
@@ -115,6 +115,8 @@ def _load_study(
         )
     stored = study.user_attrs.get(CONFIG_ATTR)
     wanted = {**config.identity(), "metric": metric.name.value, "space": space.to_dict()}
+    if stored is not None:
+        stored = {**BEFORE_THEY_EXISTED, **stored}
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, wanted)
         study.set_user_attr("config", config.to_dict())
@@ -122,10 +124,16 @@ def _load_study(
         k: v for k, v in wanted.items() if not heartbeat or k != "data"
     }:
         # A worker may read the data from another path (another machine's mount).
-        diff = sorted(k for k in wanted if stored.get(k) != wanted[k])
+        diff = [
+            f"{k}: {stored.get(k)!r}, now {wanted[k]!r}"
+            if isinstance(wanted[k], int | float | str | None)
+            else k
+            for k in sorted(wanted)
+            if stored.get(k) != wanted[k] and not (heartbeat and k == "data")
+        ]
         raise StorageError(
             f"study {name!r} in {redact(storage_url)!r} was run with different settings "
-            f"({', '.join(diff)}); rerun with the same settings to resume, or pass a new --study"
+            f"({'; '.join(diff)}); rerun with the same settings to resume, or pass a new --study"
         )
     return study
 
@@ -228,6 +236,7 @@ def tune(
         seed=config.seed,
         deadline=deadline,
         report_cv_scores=config.auto_stop,
+        numeric_bins=config.numeric_bins,
     )
     pruner = make_pruner(
         config.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps
