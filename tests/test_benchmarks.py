@@ -74,12 +74,19 @@ def test_bench_parallel_quick(credit_g: Path) -> None:
 
 
 def test_bench_search_short_budget(hotel: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    # 15,000 of the hotel rows, under the same file name (the study is named after it).
+    sample = tmp_path / "hotel_bookings.csv.gz"
+    pd.read_csv(hotel).sample(15_000, random_state=0).to_csv(sample, index=False)
     proc = subprocess.run(
         [
             sys.executable,
             str(REPO / "benchmarks" / "bench_search.py"),
+            "--data",
+            str(sample),
             "--budget",
-            "20",
+            "8",
             "--keep",
             str(tmp_path / "kept"),
         ],
@@ -97,11 +104,12 @@ def test_bench_search_short_budget(hotel: Path, tmp_path: Path) -> None:
         "speedup",
         "budget_s",
     }
-    assert result["budget_s"] == 20
-    assert 0.5 < result["auc_original"] <= 1.0
-    # 20 s leave dnntune no complete 5-fold trial, but fold 0's epoch scores, with their times
-    # from the trial's timeline, already count against (a)'s single trial.
+    assert result["budget_s"] == 8
+    # (a)'s first trial may be a hopeless one (SGD at lr 1e-5 scores about 0.5).
+    assert 0.0 < result["auc_original"] <= 1.0
+    # A few seconds leave dnntune no complete 5-fold trial, but fold 0's epoch scores, with
+    # their times from the trial's timeline, already count against (a)'s first trials.
     assert result["time_to_original_best_s"] is not None
-    assert 0 < result["time_to_original_best_s"] < 40
+    assert 0 < result["time_to_original_best_s"] < 30
     assert (tmp_path / "kept" / "study.db").exists()
     assert "Study 'hotel_bookings-is_canceled'" in (tmp_path / "kept" / "output.txt").read_text()

@@ -154,7 +154,7 @@ def test_resume_with_other_settings_is_refused(cli, tmp_path: Path, credit_g: Pa
     assert cli(*args).returncode == 0
     r = cli(*args, "--metric", "accuracy")
     assert r.returncode == 2
-    assert "was run with different settings (metric)" in r.stderr
+    assert "was run with different settings (metric: 'roc_auc', now 'accuracy')" in r.stderr
 
 
 def test_same_seed_same_trials(cli, tmp_path: Path, credit_g: Path) -> None:

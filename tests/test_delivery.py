@@ -134,20 +134,23 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.parametrize("name", ["model.pt", "pytorch_model.bin"])
-def test_pickled_model_is_refused_and_never_run(
-    cli, tmp_path: Path, credit_g: Path, name: str
-) -> None:
+def test_pickled_model_is_refused_and_never_run(cli, tmp_path: Path, credit_g: Path) -> None:
     marker = tmp_path / "pwned"
-    evil = tmp_path / "evil"
-    evil.mkdir()
-    (evil / name).write_bytes(pickle.dumps(_Evil(marker)))
-    for target in (evil / name, evil):
-        r = cli("predict", "--model", str(target), "--data", str(credit_g), "--output", "p.csv")
+    targets = []
+    for name in ("model.pt", "pytorch_model.bin"):
+        evil = tmp_path / name.replace(".", "_")
+        evil.mkdir()
+        (evil / name).write_bytes(pickle.dumps(_Evil(marker)))
+        targets.append((evil / name, evil))
+    # Each command on each kind of path: the pickle file itself, and a folder holding one.
+    (pt_file, pt_dir), (bin_file, bin_dir) = targets
+    for command, target in (("predict", pt_file), ("predict", bin_dir), ("show", bin_file)):
+        args = ["--model", str(target), "--data", str(credit_g), "--output", "p.csv"]
+        r = cli(command, *args) if command == "predict" else cli(command, str(target))
         assert r.returncode == 2, r
         assert "is a pickle-based file" in r.stderr and "never unpickles" in r.stderr
-        r = cli("show", str(target))
-        assert r.returncode == 2
+    r = cli("show", str(pt_dir))
+    assert r.returncode == 2 and "is a pickle-based file" in r.stderr
     assert not marker.exists()
 
 
