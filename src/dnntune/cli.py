@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from dnntune.config import MetricName, PrunerName, SamplerName, Task
+from dnntune.config import NUMERIC_BINS, MetricName, PrunerName, SamplerName, Task
 from dnntune.exceptions import DnntuneError
 
 app = typer.Typer(
@@ -33,11 +33,6 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
     for v in values or []:
         out += [s.strip() for s in v.split(",") if s.strip()]
     return tuple(out)
-
-
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
 
 
 DataOpt = Annotated[
@@ -107,7 +102,7 @@ def tune(
         int, typer.Option(help="Grid sampler: points per continuous range.")
     ] = 3,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
-    numeric_bins: NumericBinsOpt = 16,
+    numeric_bins: NumericBinsOpt = NUMERIC_BINS,
     study: Annotated[
         str | None, typer.Option(help="Study name (default: from data/target).")
     ] = None,
@@ -178,8 +173,6 @@ def tune(
         result = run_tune(
             config, show_progress=progress, on_note=lambda msg: typer.echo(f"note: {msg}", err=True)
         )
-    except DnntuneError as exc:
-        _fail(exc)
     except KeyboardInterrupt:
         typer.echo("interrupted: the study keeps every finished trial; rerun to resume", err=True)
         raise typer.Exit(130) from None
@@ -192,10 +185,7 @@ def tune(
     if refit and (result.run_dir / "model" / "manifest.json").is_file():
         from dnntune.refit import refit as run_refit
 
-        try:
-            path = run_refit(result.run_dir, device=device)
-        except DnntuneError as exc:
-            _fail(exc)
+        path = run_refit(result.run_dir, device=device)
         typer.echo(f"Refit on all rows: {path}")
 
 
@@ -248,13 +238,10 @@ def folds(
     from dnntune.artifacts import atomic_path
     from dnntune.data import fold_table, load_table
 
-    try:
-        _check_output_suffix(output)
-        frame = fold_table(
-            load_table(data), target=_split(target), folds=folds, seed=seed, column=fold_column
-        )
-    except DnntuneError as exc:
-        _fail(exc)
+    _check_output_suffix(output)
+    frame = fold_table(
+        load_table(data), target=_split(target), folds=folds, seed=seed, column=fold_column
+    )
     with atomic_path(output) as tmp:
         _write_table(frame, tmp, output)
     typer.echo(f"wrote {output} ({len(frame)} rows, {folds} folds in column {fold_column!r})")
@@ -300,8 +287,6 @@ def worker(
             tickets=tickets,
             on_note=lambda msg: typer.echo(f"note: {msg}", err=True),
         )
-    except DnntuneError as exc:
-        _fail(exc)
     except KeyboardInterrupt:
         typer.echo("worker stopped: its running trial was marked failed", err=True)
         raise typer.Exit(130) from None
@@ -327,7 +312,7 @@ def compare_command(
     jobs: Annotated[int, typer.Option(help="Runs in parallel processes.")] = 1,
     seed: SeedOpt = 42,
     space: SpaceOpt = None,
-    numeric_bins: NumericBinsOpt = 16,
+    numeric_bins: NumericBinsOpt = NUMERIC_BINS,
     output_dir: Annotated[Path | None, typer.Option(help="Comparison folder.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -338,37 +323,41 @@ def compare_command(
     from dnntune.config import TuneConfig, parse_choice
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        names = [parse_choice(SamplerName, n, "sampler") for n in _split([samplers])]
-        if repeats < 1:
-            raise DnntuneError(f"--repeats must be at least 1, but got {repeats}")
-        config = TuneConfig(
-            data=data,
-            target=_split(target),
-            drop=_split(drop),
-            task=parse_choice(Task, task, "task") if task else None,
-            metric=parse_choice(MetricName, metric, "metric") if metric else None,
-            folds=folds,
-            max_folds=max_folds,
-            pruner=parse_choice(PrunerName, pruner, "pruner"),
-            trials=trials,
-            timeout=timeout,
-            seed=seed,
-            space=str(space) if space else None,
-            numeric_bins=numeric_bins,
-            device=device,
-        )
-        # Check the input once, before any run starts.
-        from dnntune.data import dataset_from_config
+    names = [parse_choice(SamplerName, n, "sampler") for n in _split([samplers])]
+    if repeats < 1:
+        raise DnntuneError(f"--repeats must be at least 1, but got {repeats}")
+    config = TuneConfig(
+        data=data,
+        target=_split(target),
+        drop=_split(drop),
+        task=parse_choice(Task, task, "task") if task else None,
+        metric=parse_choice(MetricName, metric, "metric") if metric else None,
+        folds=folds,
+        max_folds=max_folds,
+        pruner=parse_choice(PrunerName, pruner, "pruner"),
+        trials=trials,
+        timeout=timeout,
+        seed=seed,
+        space=str(space) if space else None,
+        numeric_bins=numeric_bins,
+        device=device,
+    )
+    # Check the input once, before any run starts.
+    from dnntune.data import dataset_from_config
 
-        dataset_from_config(config)
-        result = compare(config, names, repeats=repeats, jobs=jobs, directory=output_dir)
-    except DnntuneError as exc:
-        _fail(exc)
+    dataset_from_config(config)
+    result = compare(config, names, repeats=repeats, jobs=jobs, directory=output_dir)
     board = result.leaderboard
     typer.echo(f"Leaderboard ({repeats} repeats per sampler, best first):")
-    typer.echo(board.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    _echo_board(board)
     typer.echo(f"Plots: {result.directory / 'compare.png'}, {result.directory / 'compare.html'}")
+
+
+def _echo_board(board: object) -> None:
+    import pandas as pd
+
+    assert isinstance(board, pd.DataFrame)
+    typer.echo(board.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 @app.command("refit")
@@ -379,10 +368,7 @@ def refit_command(
     """Train the best configuration on all rows (median best epoch of its folds)."""
     from dnntune.refit import refit as run_refit
 
-    try:
-        path = run_refit(run_dir, device=device)
-    except DnntuneError as exc:
-        _fail(exc)
+    path = run_refit(run_dir, device=device)
     typer.echo(f"Refit on all rows: {path}")
 
 
@@ -403,13 +389,10 @@ def predict(
     from dnntune.data import load_table
     from dnntune.inference import load
 
-    try:
-        _check_output_suffix(output)
-        predictor = load(model, refit=refit)
-        frame = load_table(data).frame
-        predictions = predictor.predict(frame, id_column=id_column)
-    except DnntuneError as exc:
-        _fail(exc)
+    _check_output_suffix(output)
+    predictor = load(model, refit=refit)
+    frame = load_table(data).frame
+    predictions = predictor.predict(frame, id_column=id_column)
     for msg in predictor.notes:
         typer.echo(f"note: {msg}", err=True)
     with atomic_path(output) as tmp:
@@ -425,10 +408,7 @@ def show(
     """Print what a tuned model is: task, metric, parameters, architecture, data, versions."""
     from dnntune.inference import load
 
-    try:
-        predictor = load(run_dir)
-    except DnntuneError as exc:
-        _fail(exc)
+    predictor = load(run_dir)
     m = predictor.manifest
     data = m["data"]
     classes = f", classes {m['classes']}" if m["classes"] else ""
@@ -467,12 +447,9 @@ def report_command(
 
         result = rebuild(run_dir)
         typer.echo(f"Comparison: {run_dir / 'compare.html'}, {run_dir / 'compare.png'}")
-        typer.echo(result.leaderboard.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        _echo_board(result.leaderboard)
         return
-    try:
-        path = write_report(run_dir, storage=storage)
-    except DnntuneError as exc:
-        _fail(exc)
+    path = write_report(run_dir, storage=storage)
     typer.echo(f"Report: {path} (PNG plots in {path.parent / 'plots'})")
 
 
@@ -494,20 +471,17 @@ def dashboard(
 
     from dnntune.storage import default_storage_url, open_storage, redact
 
-    try:
-        if storage is None:
-            if run_dir is None:
-                raise DnntuneError("pass a run folder or --storage URL")
-            summary_path = run_dir / "summary.json"
-            if not summary_path.is_file():
-                raise DnntuneError(
-                    f"no summary.json in {str(run_dir)!r}; pass a run folder of dnntune tune"
-                )
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-            storage = summary.get("config", {}).get("storage") or default_storage_url(run_dir)
-        backend = open_storage(storage)
-    except DnntuneError as exc:
-        _fail(exc)
+    if storage is None:
+        if run_dir is None:
+            raise DnntuneError("pass a run folder or --storage URL")
+        summary_path = run_dir / "summary.json"
+        if not summary_path.is_file():
+            raise DnntuneError(
+                f"no summary.json in {str(run_dir)!r}; pass a run folder of dnntune tune"
+            )
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        storage = summary.get("config", {}).get("storage") or default_storage_url(run_dir)
+    backend = open_storage(storage)
     from optuna_dashboard import run_server
 
     typer.echo(
@@ -562,5 +536,8 @@ def main() -> None:
     _catch_signals()
     try:
         app()
+    except DnntuneError as exc:  # bad input, from any command: one line, exit 2
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:  # pragma: no cover - Ctrl-C outside a command
         sys.exit(130)
