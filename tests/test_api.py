@@ -171,3 +171,26 @@ def test_a_study_from_before_the_bins_resumes_only_without_them(
     assert len(again.study.trials) == 2
     assert TuneConfig.from_stored({"data": "x.csv"}).numeric_bins == 0
     assert TuneConfig.from_stored({"data": "x.csv", "numeric_bins": 8}).numeric_bins == 8
+
+
+def test_numeric_bins_reach_the_model_inputs_and_can_be_turned_off(
+    tmp_path: Path, wine: Path
+) -> None:
+    # 4,898 rows: 2 folds leave ~2,450 training rows, room for 4 bins per numeric column.
+    widths = {}
+    for bins in (16, 0):
+        result = dnntune.tune(
+            data=str(wine),
+            target=("target",),
+            task="regression",
+            trials=1,
+            folds=2,
+            max_folds=1,
+            numeric_bins=bins,
+            space=str(write_space(tmp_path / "s.yaml")),
+            output_dir=str(tmp_path / f"run{bins}"),
+        )
+        assert result.model is not None
+        widths[bins] = result.model[0].in_features
+    assert widths[0] == 11  # the 11 measured columns, standardized
+    assert widths[16] > widths[0] + 11  # each column also has its bins

@@ -12,16 +12,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_bench_engine_quick(hotel: Path) -> None:
+def _bench(script: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """Run ``benchmarks/<script>`` and parse its last line, the JSON summary."""
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench_engine.py"), "--quick"],
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_bench_engine_quick(hotel: Path) -> None:
+    proc, result = _bench("bench_engine.py", "--quick")
     for key in (
         "speedup",
         "peak_fraction",
@@ -60,15 +65,7 @@ def test_dnntune_dropout_keeps_pytorch_semantics() -> None:
 
 
 def test_bench_parallel_quick(credit_g: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench_parallel.py"), "--trials", "2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    _, result = _bench("bench_parallel.py", "--trials", "2")
     assert set(result) >= {"trials_per_min_1", "trials_per_min_2", "speedup"}
     assert result["trials_per_min_1"] > 0 and result["trials_per_min_2"] > 0
 
@@ -79,24 +76,9 @@ def test_bench_search_short_budget(hotel: Path, tmp_path: Path) -> None:
     # 15,000 of the hotel rows, under the same file name (the study is named after it).
     sample = tmp_path / "hotel_bookings.csv.gz"
     pd.read_csv(hotel).sample(15_000, random_state=0).to_csv(sample, index=False)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "bench_search.py"),
-            "--data",
-            str(sample),
-            "--budget",
-            "8",
-            "--keep",
-            str(tmp_path / "kept"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    _, result = _bench(
+        "bench_search.py", "--data", str(sample), "--budget", "8", "--keep", str(tmp_path / "kept")
     )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(result) >= {
         "auc_original",
         "auc_dnntune",

@@ -93,6 +93,10 @@ def parse_choice(enum: type[E], value: str | E, what: str) -> E:
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
+# Quantile bins one-hot encoded beside each numeric column (see data.Preprocessor).
+NUMERIC_BINS = 16
+
+
 @dataclass(frozen=True)
 class TuneConfig:
     """Everything that defines a tuning run; saved in the study and beside the outputs.
@@ -117,7 +121,7 @@ class TuneConfig:
     space: str | None = None
     grid_points: int = 3
     patience: int = 5
-    numeric_bins: int = 16
+    numeric_bins: int = NUMERIC_BINS
     study: str | None = None
     storage: str | None = None
     output_dir: str | None = None

@@ -23,7 +23,7 @@ import torch
 from optuna.terminator import report_cross_validation_scores
 from torch import nn
 
-from dnntune.config import Task
+from dnntune.config import NUMERIC_BINS, Task
 from dnntune.data import Dataset, Preprocessor
 from dnntune.engine import FoldTensors, Metric, fit, predict_outputs
 from dnntune.model import make_mlp
@@ -74,7 +74,7 @@ class PreparedFold:
 
 
 def prepare_fold(
-    dataset: Dataset, fold: int, device: torch.device, *, numeric_bins: int = 16
+    dataset: Dataset, fold: int, device: torch.device, *, numeric_bins: int = NUMERIC_BINS
 ) -> PreparedFold:
     """Fit the preprocessing on the fold's training rows only and move both parts to the device.
 
@@ -152,7 +152,7 @@ class Objective:
         best_value: float | None = None,
         on_new_best: Callable[[BestModel], None] | None = None,
         report_cv_scores: bool = False,
-        numeric_bins: int = 16,
+        numeric_bins: int = NUMERIC_BINS,
     ) -> None:
         self.dataset = dataset
         self.space = space

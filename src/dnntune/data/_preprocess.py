@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dnntune.config import NUMERIC_BINS
+
 __all__ = ["ColumnPlan", "Preprocessor", "plan_columns"]
 
 MISSING = "__missing__"
@@ -151,7 +153,7 @@ class Preprocessor:
         *,
         min_frequency: int | None = None,
         max_levels: int = 64,
-        numeric_bins: int = 16,
+        numeric_bins: int = NUMERIC_BINS,
         rows_per_bin: int = 500,
     ) -> None:
         self.plan = plan
