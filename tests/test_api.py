@@ -162,15 +162,23 @@ def test_a_study_from_before_the_bins_resumes_only_without_them(
         "output_dir": str(tmp_path / "run"),
     }
     first = dnntune.tune(trials=1, **settings)
-    # What an older dnntune stored: no numeric_bins (it had none).
-    old = {k: v for k, v in first.study.user_attrs[CONFIG_ATTR].items() if k != "numeric_bins"}
+    stored = first.study.user_attrs[CONFIG_ATTR]
+    # What the first dnntune stored: no numeric_bins (it had none), no bin_encoding.
+    old = {k: v for k, v in stored.items() if k not in ("numeric_bins", "bin_encoding")}
     first.study.set_user_attr(CONFIG_ATTR, old)
-    with pytest.raises(StorageError, match=r"numeric_bins: 0, now 16"):
+    with pytest.raises(StorageError, match=r"numeric_bins: 0, now 32"):
         dnntune.tune(trials=2, **settings)
-    again = dnntune.tune(trials=2, numeric_bins=0, **settings)
+    again = dnntune.tune(trials=2, numeric_bins=0, **settings)  # no bins: no encoding to match
     assert len(again.study.trials) == 2
+    # What the next one stored: 16 one-hot bins, before bin_encoding existed.
+    first.study.set_user_attr(CONFIG_ATTR, {**old, "numeric_bins": 16})
+    with pytest.raises(StorageError, match=r"bin_encoding: 'onehot', now 'linear'"):
+        dnntune.tune(trials=3, numeric_bins=16, **settings)
+    again = dnntune.tune(trials=3, numeric_bins=16, bin_encoding="onehot", **settings)
+    assert len(again.study.trials) == 3
     assert TuneConfig.from_stored({"data": "x.csv"}).numeric_bins == 0
-    assert TuneConfig.from_stored({"data": "x.csv", "numeric_bins": 8}).numeric_bins == 8
+    stored_16 = TuneConfig.from_stored({"data": "x.csv", "numeric_bins": 16})
+    assert (stored_16.numeric_bins, stored_16.bin_encoding) == (16, "onehot")
 
 
 def test_numeric_bins_reach_the_model_inputs_and_can_be_turned_off(
@@ -178,7 +186,7 @@ def test_numeric_bins_reach_the_model_inputs_and_can_be_turned_off(
 ) -> None:
     # 4,898 rows: 2 folds leave ~2,450 training rows, room for 4 bins per numeric column.
     widths = {}
-    for bins in (16, 0):
+    for bins in (32, 0):
         result = dnntune.tune(
             data=str(wine),
             target=("target",),
@@ -193,4 +201,4 @@ def test_numeric_bins_reach_the_model_inputs_and_can_be_turned_off(
         assert result.model is not None
         widths[bins] = result.model[0].in_features
     assert widths[0] == 11  # the 11 measured columns, standardized
-    assert widths[16] > widths[0] + 11  # each column also has its bins
+    assert widths[32] > widths[0] + 11  # each column also has its bins

@@ -71,6 +71,7 @@ def test_non_numeric_regression_target(cli, tmp_path: Path) -> None:
         ("--metric", "rmse", "metric 'rmse' does not apply to a binary task"),
         ("--task", "ranking", "unknown task 'ranking'; choose one of: binary, multiclass"),
         ("--numeric-bins", "1", "--numeric-bins must be 0 (off) or between 2 and 1024, got 1"),
+        ("--bin-encoding", "cubic", "unknown bin encoding 'cubic'; choose one of: linear, onehot"),
     ],
 )
 def test_unknown_names(cli, tmp_path: Path, option: str, value: str, message: str) -> None:

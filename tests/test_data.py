@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -126,9 +127,42 @@ def test_preprocessing_is_fitted_on_training_rows_only() -> None:
 
 def test_numeric_bins_come_from_training_quantiles() -> None:
     train = pd.DataFrame({"x": np.arange(100.0) + 0.5, "k": [1.5, 2.5, 3.5] * 33 + [1.5]})
-    valid = pd.DataFrame({"x": [-5.0, 50.0, 1e6, np.nan], "k": [2.5, 2.5, 9.0, np.nan]})
+    valid = pd.DataFrame(
+        {"x": [-5.0, 50.0, 1e6, np.nan, 37.625], "k": [2.5, 2.5, 9.0, np.nan, 2.0]}
+    )
     pre = Preprocessor(plan_columns(train), numeric_bins=4, rows_per_bin=10).fit(train)
     assert pre.bin_edges_["x"] == [25.25, 50.0, 74.75]  # quartiles of the training rows
+    assert pre.bin_range_["x"] == [0.5, 99.5]
+    assert pre.bin_edges_["k"] == [2.5]  # three distinct values: two bins of some width
+    names = pre.feature_names_
+    out = pre.transform(valid)
+    x_bins = out[:, [names.index(f"x__bin{i}") for i in range(4)]]
+    k_bins = out[:, [names.index(f"k__bin{i}") for i in range(2)]]
+    # Piecewise-linear: 1 for the bins below, the position inside its own bin, 0 above.
+    assert x_bins.tolist() == [
+        [0, 0, 0, 0],  # below the training range
+        [1, 1, 0, 0],  # an edge value: the bins below it are full
+        [1, 1, 1, 1],  # above the training range
+        [1, 1, 0, 0],  # missing: the median's encoding (and the missing indicator)
+        [1, 0.5, 0, 0],  # halfway through the second bin
+    ]
+    assert k_bins.tolist() == [[1, 0], [1, 0], [1, 1], [1, 0], [0.5, 0]]
+    off = Preprocessor(plan_columns(train), numeric_bins=0).fit(train)
+    assert off.feature_names_ == ["x", "k"] and not off.bin_edges_
+    few = Preprocessor(plan_columns(train), numeric_bins=16, rows_per_bin=40).fit(train)
+    assert [len(e) + 1 for e in few.bin_edges_.values()] == [2, 2]  # 100 rows: two bins each
+    assert not Preprocessor(plan_columns(train)).fit(train).bin_edges_  # 100 rows: none
+    again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    np.testing.assert_array_equal(again.transform(valid), out)
+
+
+def test_onehot_bins_and_models_saved_before_the_linear_encoding() -> None:
+    train = pd.DataFrame({"x": np.arange(100.0) + 0.5, "k": [1.5, 2.5, 3.5] * 33 + [1.5]})
+    valid = pd.DataFrame({"x": [-5.0, 50.0, 1e6, np.nan], "k": [2.5, 2.5, 9.0, np.nan]})
+    pre = Preprocessor(
+        plan_columns(train), numeric_bins=4, rows_per_bin=10, bin_encoding="onehot"
+    ).fit(train)
+    assert pre.bin_edges_["x"] == [25.25, 50.0, 74.75]
     assert pre.bin_edges_["k"] == [2.5, 3.5]  # three distinct values: three bins
     names = pre.feature_names_
     bins = [names.index(f"x__bin{i}") for i in range(4)]
@@ -137,11 +171,10 @@ def test_numeric_bins_come_from_training_quantiles() -> None:
     assert out[0, bins[0]] == 1 and out[2, bins[3]] == 1  # out of range: the end bins
     assert out[1, bins[2]] == 1  # an edge value belongs to the bin above it
     assert out[3, bins[2]] == 1  # missing: the median's bin (and the missing indicator)
-    off = Preprocessor(plan_columns(train), numeric_bins=0).fit(train)
-    assert off.feature_names_ == ["x", "k"] and not off.bin_edges_
-    few = Preprocessor(plan_columns(train), numeric_bins=16, rows_per_bin=40).fit(train)
-    assert [len(e) + 1 for e in few.bin_edges_.values()] == [2, 2]  # 100 rows: two bins each
-    assert not Preprocessor(plan_columns(train)).fit(train).bin_edges_  # 100 rows: none
+    # A model saved before "linear" existed has no bin_encoding in its state: one-hot.
+    state = pre.to_dict()
+    del state["bin_encoding"], state["bin_range"]
+    np.testing.assert_array_equal(Preprocessor.from_dict(state).transform(valid), out)
 
 
 def test_rare_levels_are_folded() -> None:
@@ -151,8 +184,6 @@ def test_rare_levels_are_folded() -> None:
 
 
 def test_preprocessor_state_round_trips_through_json() -> None:
-    import json
-
     frame = synthetic_table(80).drop(columns="y")
     pre = Preprocessor(plan_columns(frame)).fit(frame)
     again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))

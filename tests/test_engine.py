@@ -123,3 +123,44 @@ def test_flat_parameters_train_exactly_like_per_layer_parameters() -> None:
         opt_b.step()
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0, msg=name)
+
+
+def _train(epochs: int, lr_schedule: str, schedule_epochs: int | None = None) -> nn.Module:
+    torch.manual_seed(0)
+    model = make_mlp(d_in=5, d_out=1, num_layers=2, hidden_size=16, dropout=0.0)
+    fit(
+        model,
+        _binary_fold(),
+        metric=METRICS[MetricName.ROC_AUC],
+        optimizer="AdamW",
+        learning_rate=3e-3,
+        weight_decay=0.0,
+        batch_size=64,
+        epochs=epochs,
+        patience=epochs,  # keep the last epoch's weights (the score rises here)
+        generator=torch.Generator().manual_seed(0),
+        lr_schedule=lr_schedule,
+        schedule_epochs=schedule_epochs,
+        on_epoch=None,
+    )
+    return model
+
+
+def test_cosine_schedule_decays_over_the_stated_horizon() -> None:
+    def weights(model: nn.Module) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    constant = weights(_train(4, "constant"))
+    cosine = weights(_train(4, "cosine"))
+    assert not torch.equal(constant, cosine)
+    # A refit that stops after 2 of 4 epochs follows the 4-epoch schedule's rates, so its
+    # weights differ from a 2-epoch schedule (which decays to 0 by its end).
+    half_of_four = weights(_train(2, "cosine", schedule_epochs=4))
+    two = weights(_train(2, "cosine"))
+    assert not torch.equal(half_of_four, two)
+    # Its learning rate had not decayed: the last epoch moved the weights further than the
+    # last epoch of the 2-epoch schedule, whose rate fell to 0.
+    one = weights(_train(1, "cosine", schedule_epochs=4)), weights(_train(1, "cosine", 2))
+    assert (half_of_four - one[0]).norm() > (two - one[1]).norm()
+    with pytest.raises(ValueError, match="unknown lr_schedule"):
+        _train(1, "linear")

@@ -13,7 +13,14 @@ from typing import Annotated
 
 import typer
 
-from dnntune.config import NUMERIC_BINS, MetricName, PrunerName, SamplerName, Task
+from dnntune.config import (
+    NUMERIC_BINS,
+    BinEncoding,
+    MetricName,
+    PrunerName,
+    SamplerName,
+    Task,
+)
 from dnntune.exceptions import DnntuneError
 
 app = typer.Typer(
@@ -68,8 +75,15 @@ NumericBinsOpt = Annotated[
     int,
     typer.Option(
         "--numeric-bins",
-        help="Quantile bins one-hot encoded beside each numeric column (at most one per 500 "
-        "training rows); 0 turns them off.",
+        help="Quantile bins encoded beside each numeric column (at most one per 500 training "
+        "rows); 0 turns them off.",
+    ),
+]
+BinEncodingOpt = Annotated[
+    str,
+    typer.Option(
+        "--bin-encoding",
+        help=f"How a value's bin is encoded: {_choices(BinEncoding)} (linear: piecewise-linear).",
     ),
 ]
 
@@ -103,6 +117,7 @@ def tune(
     ] = 3,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
     numeric_bins: NumericBinsOpt = NUMERIC_BINS,
+    bin_encoding: BinEncodingOpt = BinEncoding.LINEAR.value,
     study: Annotated[
         str | None, typer.Option(help="Study name (default: from data/target).")
     ] = None,
@@ -162,6 +177,7 @@ def tune(
             grid_points=grid_points,
             patience=patience,
             numeric_bins=numeric_bins,
+            bin_encoding=parse_choice(BinEncoding, bin_encoding, "bin encoding"),
             study=study,
             storage=storage_from_env(storage),
             output_dir=str(output_dir) if output_dir else None,
@@ -313,6 +329,7 @@ def compare_command(
     seed: SeedOpt = 42,
     space: SpaceOpt = None,
     numeric_bins: NumericBinsOpt = NUMERIC_BINS,
+    bin_encoding: BinEncodingOpt = BinEncoding.LINEAR.value,
     output_dir: Annotated[Path | None, typer.Option(help="Comparison folder.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -340,6 +357,7 @@ def compare_command(
         seed=seed,
         space=str(space) if space else None,
         numeric_bins=numeric_bins,
+        bin_encoding=parse_choice(BinEncoding, bin_encoding, "bin encoding"),
         device=device,
     )
     # Check the input once, before any run starts.

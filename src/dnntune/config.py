@@ -18,6 +18,7 @@ from dnntune.exceptions import ConfigError
 
 __all__ = [
     "ActivationName",
+    "BinEncoding",
     "MetricName",
     "OptimizerName",
     "PrunerName",
@@ -73,6 +74,13 @@ class SamplerName(StrEnum):
     QMC = "qmc"
 
 
+class BinEncoding(StrEnum):
+    """How a numeric value's quantile bin reaches the model (see data.Preprocessor)."""
+
+    LINEAR = "linear"  # piecewise-linear: 1 for bins below the value, its position in its own
+    ONEHOT = "onehot"  # a 1 in the value's bin only (what dnntune 0.x did before "linear")
+
+
 class PrunerName(StrEnum):
     NONE = "none"
     MEDIAN = "median"
@@ -93,8 +101,8 @@ def parse_choice(enum: type[E], value: str | E, what: str) -> E:
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-# Quantile bins one-hot encoded beside each numeric column (see data.Preprocessor).
-NUMERIC_BINS = 16
+# Quantile bins encoded beside each numeric column (see data.Preprocessor).
+NUMERIC_BINS = 32
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,7 @@ class TuneConfig:
     grid_points: int = 3
     patience: int = 5
     numeric_bins: int = NUMERIC_BINS
+    bin_encoding: BinEncoding = BinEncoding.LINEAR
     study: str | None = None
     storage: str | None = None
     output_dir: str | None = None
@@ -138,6 +147,7 @@ class TuneConfig:
             "metric": (MetricName, "metric"),
             "sampler": (SamplerName, "sampler"),
             "pruner": (PrunerName, "pruner"),
+            "bin_encoding": (BinEncoding, "bin encoding"),
         }
         for name, (enum, what) in coerce.items():
             value = getattr(self, name)
@@ -226,9 +236,10 @@ class TuneConfig:
             "fold_column",
             "seed",
             "numeric_bins",
+            "bin_encoding",
         )
         full = self.to_dict()
-        return {k: full[k] for k in keys}
+        return stored_identity({k: full[k] for k in keys})
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any], **overrides: Any) -> TuneConfig:
@@ -244,4 +255,14 @@ class TuneConfig:
 
 
 # Settings added after the first release, with the behaviour of the versions before them.
-BEFORE_THEY_EXISTED: dict[str, Any] = {"numeric_bins": 0}
+BEFORE_THEY_EXISTED: dict[str, Any] = {"numeric_bins": 0, "bin_encoding": BinEncoding.ONEHOT.value}
+
+
+def stored_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    """A study identity (``TuneConfig.identity``, or one an older dnntune stored) in today's
+    terms: missing settings get their old behaviour, and the bin encoding counts only when
+    there are bins."""
+    out = {**BEFORE_THEY_EXISTED, **identity}
+    if not out.get("numeric_bins"):
+        out["bin_encoding"] = None
+    return out

@@ -23,7 +23,7 @@ import torch
 from optuna.terminator import report_cross_validation_scores
 from torch import nn
 
-from dnntune.config import NUMERIC_BINS, Task
+from dnntune.config import NUMERIC_BINS, BinEncoding, Task
 from dnntune.data import Dataset, Preprocessor
 from dnntune.engine import FoldTensors, Metric, fit, predict_outputs
 from dnntune.model import make_mlp
@@ -74,7 +74,12 @@ class PreparedFold:
 
 
 def prepare_fold(
-    dataset: Dataset, fold: int, device: torch.device, *, numeric_bins: int = NUMERIC_BINS
+    dataset: Dataset,
+    fold: int,
+    device: torch.device,
+    *,
+    numeric_bins: int = NUMERIC_BINS,
+    bin_encoding: BinEncoding | str = BinEncoding.LINEAR,
 ) -> PreparedFold:
     """Fit the preprocessing on the fold's training rows only and move both parts to the device.
 
@@ -84,7 +89,8 @@ def prepare_fold(
     """
     train = dataset.folds != fold
     frame = dataset.features
-    pre = Preprocessor(dataset.plan, numeric_bins=numeric_bins).fit(frame.loc[train])
+    pre = Preprocessor(dataset.plan, numeric_bins=numeric_bins, bin_encoding=bin_encoding)
+    pre.fit(frame.loc[train])
     x_train = torch.from_numpy(pre.transform(frame.loc[train])).to(device)
     x_valid = torch.from_numpy(pre.transform(frame.loc[~train])).to(device)
     y = dataset.target.values
@@ -153,6 +159,7 @@ class Objective:
         on_new_best: Callable[[BestModel], None] | None = None,
         report_cv_scores: bool = False,
         numeric_bins: int = NUMERIC_BINS,
+        bin_encoding: BinEncoding | str = BinEncoding.LINEAR,
     ) -> None:
         self.dataset = dataset
         self.space = space
@@ -167,6 +174,7 @@ class Objective:
         self.on_new_best = on_new_best
         self.report_cv_scores = report_cv_scores
         self.numeric_bins = numeric_bins
+        self.bin_encoding = bin_encoding
         self.epoch_slot = epoch_slot(space)
         self._folds: dict[int, PreparedFold] = {}
 
@@ -177,7 +185,11 @@ class Objective:
     def fold(self, k: int) -> PreparedFold:
         if k not in self._folds:
             self._folds[k] = prepare_fold(
-                self.dataset, k, self.device, numeric_bins=self.numeric_bins
+                self.dataset,
+                k,
+                self.device,
+                numeric_bins=self.numeric_bins,
+                bin_encoding=self.bin_encoding,
             )
         return self._folds[k]
 
@@ -256,6 +268,7 @@ class Objective:
                 weight_decay=params["weight_decay"],
                 batch_size=batch_size,
                 epochs=params["epochs"],
+                lr_schedule=params["lr_schedule"],
                 patience=self.patience,
                 generator=generator,
                 on_epoch=on_epoch,

@@ -35,7 +35,13 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         )
     dataset = dataset_from_config(config)
     target = resolve_device(device)
-    prepared = prepare_fold(dataset, -1, target, numeric_bins=config.numeric_bins)
+    prepared = prepare_fold(
+        dataset,
+        -1,
+        target,
+        numeric_bins=config.numeric_bins,
+        bin_encoding=config.bin_encoding,
+    )
     params = manifest["params"]
     epochs = max(1, round(statistics.median(f["best_epoch"] for f in manifest["folds"])))
     torch.manual_seed(config.seed)
@@ -53,6 +59,9 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         weight_decay=params["weight_decay"],
         batch_size=params["batch_size"],
         epochs=epochs,
+        # The folds' learning rate followed a schedule over their full epoch budget.
+        lr_schedule=params.get("lr_schedule", "constant"),  # absent: saved before schedules
+        schedule_epochs=params["epochs"],
         patience=epochs,
         generator=torch.Generator(device=target).manual_seed(config.seed),
     )

@@ -16,7 +16,7 @@ import optuna
 from torch import nn
 
 from dnntune.artifacts import atomic_path, save_model, torch_versions, write_json
-from dnntune.config import BEFORE_THEY_EXISTED, SamplerName, TuneConfig
+from dnntune.config import SamplerName, TuneConfig, stored_identity
 from dnntune.data import Dataset, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
 from dnntune.exceptions import StorageError
@@ -116,7 +116,7 @@ def _load_study(
     stored = study.user_attrs.get(CONFIG_ATTR)
     wanted = {**config.identity(), "metric": metric.name.value, "space": space.to_dict()}
     if stored is not None:
-        stored = {**BEFORE_THEY_EXISTED, **stored}
+        stored = stored_identity(stored)
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, wanted)
         study.set_user_attr("config", config.to_dict())
@@ -237,6 +237,7 @@ def tune(
         deadline=deadline,
         report_cv_scores=config.auto_stop,
         numeric_bins=config.numeric_bins,
+        bin_encoding=config.bin_encoding,
     )
     pruner = make_pruner(
         config.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps

@@ -91,6 +91,8 @@ def fit(
     epochs: int,
     patience: int,
     generator: torch.Generator,
+    lr_schedule: str = "constant",
+    schedule_epochs: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     flat_parameters: bool = True,
 ) -> FitResult:
@@ -99,6 +101,9 @@ def fit(
     ``on_epoch(epoch, score)`` runs after each epoch's evaluation; it may raise to stop the run
     (the objective uses it for pruning and for the study's deadline). ``flat_parameters=False``
     keeps PyTorch's default per-tensor optimizer (``foreach``), for comparisons only.
+    ``lr_schedule="cosine"`` decays the learning rate to 0 along a cosine after every batch,
+    over ``schedule_epochs`` epochs (default ``epochs``; a refit that stops at the folds' best
+    epoch passes their full budget so it follows the same rates).
     """
     tune_allocator()
     device = data.x_train.device
@@ -123,6 +128,12 @@ def fit(
     batch_size = min(batch_size, n)
     # A last batch of one row breaks BatchNorm; drop a remainder that small.
     n_batches = n // batch_size if n % batch_size == 1 else math.ceil(n / batch_size)
+    scheduler = None
+    if lr_schedule == "cosine":
+        horizon = max(schedule_epochs or epochs, epochs) * n_batches
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=horizon)
+    elif lr_schedule != "constant":
+        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; use 'cosine' or 'constant'")
     best_score, best_epoch, best_state = math.nan, 0, None
     history: list[float] = []
     for epoch in range(1, epochs + 1):
@@ -138,6 +149,8 @@ def fit(
                 opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
             total += loss.detach()
         # One CPU-GPU sync per epoch: a diverged run (NaN loss) stops here.
         if not math.isfinite(float(total)):

@@ -72,6 +72,12 @@ PARAMETERS: dict[str, ParamRule] = {
     "batch_norm": ParamRule(
         "categorical", "BatchNorm1d after each hidden Linear", True, choices=(True, False)
     ),
+    "lr_schedule": ParamRule(
+        "categorical",
+        "learning rate over a fold's epochs: cosine decay to 0 after each batch, or constant",
+        "cosine",
+        choices=("cosine", "constant"),
+    ),
     "epochs": ParamRule(
         "int", "maximum epochs per fold (early stopping may end sooner)", 20, min=1, max=10_000
     ),
