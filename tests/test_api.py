@@ -71,6 +71,7 @@ def test_timeout_bounds_the_trial_in_flight(tmp_path: Path, credit_g: Path) -> N
     trials = result.study.trials
     assert trials[-1].state is optuna.trial.TrialState.PRUNED
     assert trials[-1].user_attrs["stop_reason"] == "timeout"
+    assert trials[-1].user_attrs["epochs_run"] >= 1  # counted in the summary's epochs
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["trials"] == {"pruned": len(trials)}
 

@@ -193,10 +193,13 @@ class Objective:
             )
         return self._folds[k]
 
-    def _check_deadline(self, trial: optuna.trial.Trial, timeline: list[list[float]]) -> None:
+    def _check_deadline(
+        self, trial: optuna.trial.Trial, timeline: list[list[float]], epochs_run: int
+    ) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             trial.set_user_attr("stop_reason", "timeout")
             trial.set_user_attr("report_seconds", timeline)
+            trial.set_user_attr("epochs_run", epochs_run)
             raise optuna.TrialPruned("the study's --timeout was reached during this trial")
 
     def _oof_outputs(
@@ -224,7 +227,7 @@ class Objective:
         started = time.monotonic()
         trial.set_user_attr("epochs_budget", self.n_folds * int(params["epochs"]))
         for k in range(self.n_folds):
-            self._check_deadline(trial, timeline)
+            self._check_deadline(trial, timeline, epochs_run[0])
             fold = self.fold(k)
             batch_size = params["batch_size"] or auto_batch_size(fold.tensors.n_train)
             params["batch_size"] = batch_size
@@ -257,7 +260,7 @@ class Objective:
                         trial.set_user_attr("epochs_run", epochs_run[0])
                         trial.set_user_attr("report_seconds", timeline)
                         raise optuna.TrialPruned(f"pruned at fold {k}, epoch {epoch}")
-                self._check_deadline(trial, timeline)
+                self._check_deadline(trial, timeline, epochs_run[0])
 
             result = fit(
                 model,

@@ -144,9 +144,10 @@ class Preprocessor:
     et al. (2022, "On Embeddings for Numerical Features in Tabular Deep Learning"): one input
     per bin, 1 for the bins below the value, 0 for those above, and the value's position
     (0-1) inside its own bin. ``"onehot"`` puts a 1 in the value's bin only. The bins let an
-    MLP model a column's effect piecewise instead of through one linear input: on skewed
-    columns and integer codes (agent 9, agent 240) of the hotel data, fold 0, 32 linear bins
-    are worth +0.002 ROC-AUC over 16 one-hot ones and +0.004 over none. Categorical columns:
+    MLP model a column's effect piecewise instead of through one linear input. On the hotel
+    data's fold 0 with the default configuration (3 x 128, cosine learning-rate decay), ROC-AUC
+    is 0.9508 without bins, 0.9565 with 16 one-hot bins and 0.9569-0.9576 with 32 linear ones
+    (0.9504, 0.9539 and 0.9555 at a constant learning rate). Categorical columns:
     one-hot over the levels seen at least ``min_frequency`` times in training (at most
     ``max_levels``); rarer and unseen levels share one ``__other__`` column, and missing values
     are a level of their own.
