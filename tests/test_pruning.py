@@ -52,24 +52,6 @@ def test_median_pruner_stops_a_bad_trial_on_its_first_fold() -> None:
     assert good.last_step == FOLDS * SLOT
 
 
-def test_after_a_warm_start_one_reference_trial_is_enough() -> None:
-    def study_with(startup_trials: int) -> optuna.Study:
-        pruner = make_pruner(
-            PrunerName.MEDIAN,
-            epoch_slot=SLOT,
-            max_steps=FOLDS * SLOT,
-            startup_trials=startup_trials,
-        )
-        study = optuna.create_study(direction="maximize", pruner=pruner)
-        _run_trial(study, lambda k, e: 0.90 + 0.001 * e)  # the default configuration
-        return study
-
-    bad = _run_trial(study_with(1), lambda k, e: 0.55 + 0.001 * e)
-    assert bad.state is optuna.trial.TrialState.PRUNED and bad.last_step == 3
-    bad = _run_trial(study_with(5), lambda k, e: 0.55 + 0.001 * e)
-    assert bad.state is optuna.trial.TrialState.COMPLETE  # Optuna's default waits for 5
-
-
 def test_a_trial_bad_only_on_a_later_fold_is_pruned_there() -> None:
     pruner = make_pruner(PrunerName.MEDIAN, epoch_slot=SLOT, max_steps=FOLDS * SLOT)
     study = optuna.create_study(direction="maximize", pruner=pruner)

@@ -239,13 +239,8 @@ def tune(
         numeric_bins=config.numeric_bins,
         bin_encoding=config.bin_encoding,
     )
-    start = space.warm_start()
-    warm_start = config.warm_start and config.sampler is not SamplerName.GRID and start is not None
     pruner = make_pruner(
-        config.pruner,
-        epoch_slot=objective.epoch_slot,
-        max_steps=objective.max_steps,
-        startup_trials=1 if warm_start else 5,
+        config.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps
     )
 
     run_dir = config.run_dir
@@ -276,8 +271,10 @@ def tune(
         completed = [t for t in done if t.state is optuna.trial.TrialState.COMPLETE]
         if completed:
             objective.best_value = study.best_value
-    elif warm_start and start is not None:
-        study.enqueue_trial(start, skip_if_exists=True)
+    elif config.warm_start and config.sampler is not SamplerName.GRID:
+        start = space.warm_start()
+        if start is not None:
+            study.enqueue_trial(start, skip_if_exists=True)
     n_trials = config.n_trials
     remaining = None if n_trials is None else max(n_trials - len(done), 0)
     if worker_index is not None:
