@@ -12,6 +12,7 @@ from dnntune.data import (
     Preprocessor,
     assign_folds,
     build_dataset,
+    duplicate_groups,
     encode_target,
     fold_table,
     infer_task,
@@ -225,3 +226,28 @@ def test_missing_target_column_lists_close_names() -> None:
         DataError, match=r"--target column 'yy' not in the table \(did you mean 'y'"
     ):
         build_dataset(LoadedTable(synthetic_table(30), "mem"), target=("yy",))
+
+
+@pytest.mark.parametrize("task", [Task.MULTICLASS, Task.REGRESSION])
+def test_group_duplicates_keeps_copies_of_a_row_in_one_fold(wine: Path, task: Task) -> None:
+    from dnntune.config import TuneConfig
+    from dnntune.exceptions import ConfigError
+
+    table = load_table(str(wine))  # the white wines repeat many rows
+    plain = build_dataset(table, target=("target",), task=task)
+    groups = duplicate_groups(plain.features[plain.plan.features])
+    assert len(np.unique(groups)) < 0.9 * len(groups)
+    note = next(n for n in plain.notes if "repeat another row's features" in n)
+    assert "--group-duplicates" in note
+    folds_per_group = pd.Series(plain.folds).groupby(groups).nunique()
+    assert (folds_per_group > 1).any()  # random folds split copies between train and valid
+    grouped = build_dataset(table, target=("target",), task=task, group_duplicates=True)
+    assert not any("repeat another row" in n for n in grouped.notes)
+    assert (pd.Series(grouped.folds).groupby(groups).nunique() == 1).all()
+    sizes = np.bincount(grouped.folds)
+    assert len(sizes) == 5 and sizes.max() - sizes.min() < 0.02 * len(groups)
+    if task is Task.MULTICLASS:  # still stratified
+        shares = [np.mean(grouped.target.values[grouped.folds == k] == 3) for k in range(5)]
+        assert max(shares) - min(shares) < 0.03
+    with pytest.raises(ConfigError, match="--group-duplicates and --fold-column"):
+        TuneConfig(group_duplicates=True, fold_column="kfold")

@@ -79,6 +79,14 @@ NumericBinsOpt = Annotated[
         "rows); 0 turns them off.",
     ),
 ]
+GroupDuplicatesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--group-duplicates",
+        help="Keep rows with identical features in one fold (no copy of a training row is "
+        "validated on).",
+    ),
+]
 BinEncodingOpt = Annotated[
     str,
     typer.Option(
@@ -98,6 +106,7 @@ def tune(
     folds: FoldsOpt = 5,
     max_folds: MaxFoldsOpt = None,
     fold_column: Annotated[str | None, typer.Option(help="Use this existing fold column.")] = None,
+    group_duplicates: GroupDuplicatesOpt = False,
     sampler: Annotated[str, typer.Option(help=f"Sampler: {_choices(SamplerName)}.")] = "tpe",
     pruner: PrunerOpt = "median",
     trials: Annotated[
@@ -168,6 +177,7 @@ def tune(
             folds=folds,
             max_folds=max_folds,
             fold_column=fold_column,
+            group_duplicates=group_duplicates,
             sampler=parse_choice(SamplerName, sampler, "sampler"),
             pruner=parse_choice(PrunerName, pruner, "pruner"),
             trials=trials,
@@ -249,6 +259,7 @@ def folds(
         Path, typer.Option(help="File to write (.csv, .csv.gz, .tsv, .parquet).")
     ] = Path("train_folds.csv"),
     fold_column: Annotated[str, typer.Option(help="Name of the fold column.")] = "kfold",
+    group_duplicates: GroupDuplicatesOpt = False,
 ) -> None:
     """Write the table with a fold column (stratified for classification), e.g. train_folds.csv."""
     from dnntune.artifacts import atomic_path
@@ -256,7 +267,12 @@ def folds(
 
     _check_output_suffix(output)
     frame = fold_table(
-        load_table(data), target=_split(target), folds=folds, seed=seed, column=fold_column
+        load_table(data),
+        target=_split(target),
+        folds=folds,
+        seed=seed,
+        column=fold_column,
+        group_duplicates=group_duplicates,
     )
     with atomic_path(output) as tmp:
         _write_table(frame, tmp, output)
@@ -318,6 +334,7 @@ def compare_command(
     metric: MetricOpt = None,
     folds: FoldsOpt = 5,
     max_folds: MaxFoldsOpt = None,
+    group_duplicates: GroupDuplicatesOpt = False,
     samplers: Annotated[str, typer.Option(help="Comma-separated samplers to compare.")] = (
         "grid,random,tpe,gp,cmaes"
     ),
@@ -351,6 +368,7 @@ def compare_command(
         metric=parse_choice(MetricName, metric, "metric") if metric else None,
         folds=folds,
         max_folds=max_folds,
+        group_duplicates=group_duplicates,
         pruner=parse_choice(PrunerName, pruner, "pruner"),
         trials=trials,
         timeout=timeout,

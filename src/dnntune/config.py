@@ -131,6 +131,7 @@ class TuneConfig:
     patience: int = 5
     numeric_bins: int = NUMERIC_BINS
     bin_encoding: BinEncoding = BinEncoding.LINEAR
+    group_duplicates: bool = False
     study: str | None = None
     storage: str | None = None
     output_dir: str | None = None
@@ -178,6 +179,10 @@ class TuneConfig:
         if self.numeric_bins == 1 or not 0 <= self.numeric_bins <= 1024:
             problems.append(
                 f"--numeric-bins must be 0 (off) or between 2 and 1024, got {self.numeric_bins}"
+            )
+        if self.group_duplicates and self.fold_column is not None:
+            problems.append(
+                "--group-duplicates and --fold-column both decide the folds; use one of them"
             )
         if self.study is not None and not _STUDY_NAME.match(self.study):
             problems.append(
@@ -237,6 +242,7 @@ class TuneConfig:
             "seed",
             "numeric_bins",
             "bin_encoding",
+            "group_duplicates",
         )
         full = self.to_dict()
         return stored_identity({k: full[k] for k in keys})
@@ -255,7 +261,11 @@ class TuneConfig:
 
 
 # Settings added after the first release, with the behaviour of the versions before them.
-BEFORE_THEY_EXISTED: dict[str, Any] = {"numeric_bins": 0, "bin_encoding": BinEncoding.ONEHOT.value}
+BEFORE_THEY_EXISTED: dict[str, Any] = {
+    "numeric_bins": 0,
+    "bin_encoding": BinEncoding.ONEHOT.value,
+    "group_duplicates": False,
+}
 
 
 def stored_identity(identity: dict[str, Any]) -> dict[str, Any]:

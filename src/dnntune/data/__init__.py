@@ -1,7 +1,7 @@
 """Data stage: read tables, infer the task, assign folds, preprocess per fold."""
 
 from dnntune.data._dataset import Dataset, build_dataset, dataset_from_config, fold_table
-from dnntune.data._folds import assign_folds, folds_from_column
+from dnntune.data._folds import assign_folds, duplicate_groups, folds_from_column
 from dnntune.data._io import Builtin, LoadedTable, load_table
 from dnntune.data._preprocess import ColumnPlan, Preprocessor, plan_columns
 from dnntune.data._target import Target, encode_target, infer_task
@@ -16,6 +16,7 @@ __all__ = [
     "assign_folds",
     "build_dataset",
     "dataset_from_config",
+    "duplicate_groups",
     "encode_target",
     "fold_table",
     "folds_from_column",

@@ -9,7 +9,7 @@ import pandas as pd
 
 from dnntune._names import did_you_mean, short_list
 from dnntune.config import Task, TuneConfig
-from dnntune.data._folds import assign_folds, folds_from_column
+from dnntune.data._folds import assign_folds, duplicate_groups, folds_from_column
 from dnntune.data._io import LoadedTable, load_table
 from dnntune.data._preprocess import ColumnPlan, plan_columns
 from dnntune.data._target import Target, encode_target, infer_task
@@ -64,8 +64,14 @@ def build_dataset(
     folds: int = 5,
     fold_column: str | None = None,
     seed: int = 42,
+    group_duplicates: bool = False,
 ) -> Dataset:
-    """Validate the column choices, encode the target and assign folds."""
+    """Validate the column choices, encode the target and assign folds.
+
+    ``group_duplicates`` keeps rows with identical features in one fold, so a validation fold
+    never holds a copy of a training row; without it, a note reports their share when it is
+    at least ``DUPLICATE_NOTE_SHARE``.
+    """
     frame = table.frame
     target = target or table.default_target
     if not target:
@@ -94,11 +100,6 @@ def build_dataset(
 
     task = task or infer_task(y)
     encoded = encode_target(y, task)
-    if fold_column is not None:
-        fold_ids = folds_from_column(frame[fold_column])
-    else:
-        fold_ids = assign_folds(encoded, folds, seed)
-
     excluded = {*target, *drop} | ({fold_column} if fold_column else set())
     features = frame[[c for c in frame.columns if c not in excluded]]
     if features.shape[1] == 0:
@@ -108,8 +109,24 @@ def build_dataset(
         raise DataError(
             "every feature column was dropped as constant or ID-like: " + "; ".join(plan.notes())
         )
+    if fold_column is not None:
+        fold_ids = folds_from_column(frame[fold_column])
+    else:
+        groups = duplicate_groups(features[plan.features])
+        copied = 1.0 - len(np.unique(groups)) / len(groups)
+        if not group_duplicates and copied >= DUPLICATE_NOTE_SHARE:
+            notes.append(
+                f"{copied:.0%} of the rows repeat another row's features; random folds put "
+                "copies on both sides, so scores also reward recalling them; "
+                "--group-duplicates keeps copies in one fold"
+            )
+        fold_ids = assign_folds(encoded, folds, seed, groups if group_duplicates else None)
     notes += plan.notes()
     return Dataset(features, encoded, fold_ids, plan, table.source, notes, row_ids)
+
+
+# Share of rows that copy another row's features from which build_dataset says so.
+DUPLICATE_NOTE_SHARE = 0.05
 
 
 def dataset_from_config(config: TuneConfig) -> Dataset:
@@ -122,6 +139,7 @@ def dataset_from_config(config: TuneConfig) -> Dataset:
         folds=config.folds,
         fold_column=config.fold_column,
         seed=config.seed,
+        group_duplicates=config.group_duplicates,
     )
 
 
@@ -132,13 +150,16 @@ def fold_table(
     folds: int = 5,
     seed: int = 42,
     column: str = "kfold",
+    group_duplicates: bool = False,
 ) -> pd.DataFrame:
     """The table with a fold column added (rows with a missing target are left out)."""
     if column in table.frame.columns:
         raise DataError(
             f"the table already has a column {column!r}; pass another name with --fold-column"
         )
-    dataset = build_dataset(table, target=target, folds=folds, seed=seed)
+    dataset = build_dataset(
+        table, target=target, folds=folds, seed=seed, group_duplicates=group_duplicates
+    )
     target = target or table.default_target
     frame = table.frame.loc[table.frame[list(target)].notna().all(axis=1)].reset_index(drop=True)
     return frame.assign(**{column: dataset.folds})

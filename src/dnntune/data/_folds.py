@@ -6,18 +6,26 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
 from dnntune.config import Task
 from dnntune.data._target import Target
 from dnntune.exceptions import DataError
 
-__all__ = ["assign_folds", "folds_from_column"]
+__all__ = ["assign_folds", "duplicate_groups", "folds_from_column"]
 
 
-def assign_folds(target: Target, n_folds: int, seed: int) -> np.ndarray:
+def duplicate_groups(features: pd.DataFrame) -> np.ndarray:
+    """One group id per distinct feature row: rows with identical values share an id."""
+    hashes = pd.util.hash_pandas_object(features, index=False).to_numpy()
+    return pd.factorize(hashes)[0].astype(np.int64)
+
+
+def assign_folds(
+    target: Target, n_folds: int, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
     """Fold ids 0..K-1: stratified for classification (on label combinations for multilabel),
-    plain shuffled K-fold for regression."""
+    plain shuffled K-fold for regression. Rows with the same ``groups`` id share a fold."""
     n = len(target.values)
     if n < n_folds:
         raise DataError(f"--folds={n_folds} needs at least {n_folds} rows, but the table has {n}")
@@ -32,12 +40,25 @@ def assign_folds(target: Target, n_folds: int, seed: int) -> np.ndarray:
                 f"{counts[least]} rows, fewer than --folds={n_folds}; use fewer folds or "
                 "merge rare classes"
             )
-        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        if groups is None:
+            splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        else:
+            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            splits = list(splitter.split(np.zeros(n), strat))
-    else:
+            splits = list(splitter.split(np.zeros(n), strat, groups))
+    elif groups is None:
         splits = list(KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(n)))
+    else:
+        if len(np.unique(groups)) < n_folds:
+            raise DataError(
+                f"--folds={n_folds} needs at least {n_folds} distinct rows to keep copies "
+                "together; use fewer folds"
+            )
+        # GroupKFold balances fold sizes deterministically; relabelling the groups at random
+        # (seeded) breaks its ties differently for each seed.
+        relabel = np.random.default_rng(seed).permutation(int(groups.max()) + 1)
+        splits = list(GroupKFold(n_splits=n_folds).split(np.zeros(n), groups=relabel[groups]))
     for fold, (_, valid) in enumerate(splits):
         folds[valid] = fold
     return folds
