@@ -273,7 +273,11 @@ def test_other_builtin_data_sets(cli, tmp_path: Path, name: str, task: str, metr
 
 
 def test_wine_as_regression_and_multiclass(cli, tmp_path: Path, wine: Path) -> None:
-    for task, metric in (("regression", "rmse"), ("multiclass", "accuracy")):
+    # The white wines repeat rows: a note without --group-duplicates, none with it.
+    for task, metric, group in (
+        ("regression", "rmse", []),
+        ("multiclass", "accuracy", ["--group-duplicates"]),
+    ):
         r = cli(
             "tune",
             "--data",
@@ -290,8 +294,10 @@ def test_wine_as_regression_and_multiclass(cli, tmp_path: Path, wine: Path) -> N
             _space(tmp_path),
             "--output-dir",
             task,
+            *group,
             *QUICK,
         )
         assert r.returncode == 0, r
         summary = json.loads((tmp_path / task / "summary.json").read_text())
         assert summary["task"] == task and summary["metric"] == metric
+        assert ("of the rows repeat another row's features" in r.stderr) == (not group)
