@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,6 +20,7 @@ from dnntune.config import (
     PrunerName,
     SamplerName,
     Task,
+    parse_choice,
 )
 from dnntune.exceptions import DnntuneError
 
@@ -96,6 +97,28 @@ BinEncodingOpt = Annotated[
 ]
 
 
+def _parsed_options(
+    *,
+    target: list[str] | None,
+    drop: list[str] | None,
+    task: str | None,
+    metric: str | None,
+    pruner: str,
+    space: Path | None,
+    bin_encoding: str,
+) -> dict[str, Any]:
+    """The options tune and compare share, from command-line strings to TuneConfig values."""
+    return {
+        "target": _split(target),
+        "drop": _split(drop),
+        "task": parse_choice(Task, task, "task") if task else None,
+        "metric": parse_choice(MetricName, metric, "metric") if metric else None,
+        "pruner": parse_choice(PrunerName, pruner, "pruner"),
+        "space": str(space) if space else None,
+        "bin_encoding": parse_choice(BinEncoding, bin_encoding, "bin encoding"),
+    }
+
+
 @app.command()
 def tune(
     data: DataOpt = "builtin:breast_cancer",
@@ -160,7 +183,7 @@ def tune(
     """Run (or resume) a cross-validated Optuna study over an MLP search space."""
     import optuna
 
-    from dnntune.config import TuneConfig, parse_choice
+    from dnntune.config import TuneConfig
     from dnntune.parallel import tune as run_tune
     from dnntune.storage import storage_from_env
 
@@ -170,24 +193,26 @@ def tune(
     try:
         config = TuneConfig(
             data=data,
-            target=_split(target),
-            drop=_split(drop),
-            task=parse_choice(Task, task, "task") if task else None,
-            metric=parse_choice(MetricName, metric, "metric") if metric else None,
+            **_parsed_options(
+                target=target,
+                drop=drop,
+                task=task,
+                metric=metric,
+                pruner=pruner,
+                space=space,
+                bin_encoding=bin_encoding,
+            ),
             folds=folds,
             max_folds=max_folds,
             fold_column=fold_column,
             group_duplicates=group_duplicates,
             sampler=parse_choice(SamplerName, sampler, "sampler"),
-            pruner=parse_choice(PrunerName, pruner, "pruner"),
             trials=trials,
             timeout=timeout,
             seed=seed,
-            space=str(space) if space else None,
             grid_points=grid_points,
             patience=patience,
             numeric_bins=numeric_bins,
-            bin_encoding=parse_choice(BinEncoding, bin_encoding, "bin encoding"),
             study=study,
             storage=storage_from_env(storage),
             output_dir=str(output_dir) if output_dir else None,
@@ -354,7 +379,7 @@ def compare_command(
     import optuna
 
     from dnntune.compare import compare
-    from dnntune.config import TuneConfig, parse_choice
+    from dnntune.config import TuneConfig
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = [parse_choice(SamplerName, n, "sampler") for n in _split([samplers])]
@@ -362,20 +387,22 @@ def compare_command(
         raise DnntuneError(f"--repeats must be at least 1, but got {repeats}")
     config = TuneConfig(
         data=data,
-        target=_split(target),
-        drop=_split(drop),
-        task=parse_choice(Task, task, "task") if task else None,
-        metric=parse_choice(MetricName, metric, "metric") if metric else None,
+        **_parsed_options(
+            target=target,
+            drop=drop,
+            task=task,
+            metric=metric,
+            pruner=pruner,
+            space=space,
+            bin_encoding=bin_encoding,
+        ),
         folds=folds,
         max_folds=max_folds,
         group_duplicates=group_duplicates,
-        pruner=parse_choice(PrunerName, pruner, "pruner"),
         trials=trials,
         timeout=timeout,
         seed=seed,
-        space=str(space) if space else None,
         numeric_bins=numeric_bins,
-        bin_encoding=parse_choice(BinEncoding, bin_encoding, "bin encoding"),
         device=device,
     )
     # Check the input once, before any run starts.
