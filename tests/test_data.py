@@ -251,3 +251,6 @@ def test_group_duplicates_keeps_copies_of_a_row_in_one_fold(wine: Path, task: Ta
         assert max(shares) - min(shares) < 0.03
     with pytest.raises(ConfigError, match="--group-duplicates and --fold-column"):
         TuneConfig(group_duplicates=True, fold_column="kfold")
+    two_rows = pd.DataFrame({"x": [1.0, 2.0] * 10, "y": [0, 1] * 10})
+    with pytest.raises(DataError, match="needs at least 5 distinct rows, but the table has 2"):
+        build_dataset(LoadedTable(two_rows, "mem"), target=("y",), group_duplicates=True)

@@ -113,7 +113,7 @@ def build_dataset(
         fold_ids = folds_from_column(frame[fold_column])
     else:
         groups = duplicate_groups(features[plan.features])
-        copied = 1.0 - len(np.unique(groups)) / len(groups)
+        copied = 1.0 - (int(groups.max()) + 1) / len(groups)  # ids are 0..distinct-1
         if not group_duplicates and copied >= DUPLICATE_NOTE_SHARE:
             notes.append(
                 f"{copied:.0%} of the rows repeat another row's features; random folds put "

@@ -25,10 +25,16 @@ def assign_folds(
     target: Target, n_folds: int, seed: int, groups: np.ndarray | None = None
 ) -> np.ndarray:
     """Fold ids 0..K-1: stratified for classification (on label combinations for multilabel),
-    plain shuffled K-fold for regression. Rows with the same ``groups`` id share a fold."""
+    plain shuffled K-fold for regression. Rows with the same ``groups`` id (0..G-1, as
+    :func:`duplicate_groups` gives) share a fold."""
     n = len(target.values)
     if n < n_folds:
         raise DataError(f"--folds={n_folds} needs at least {n_folds} rows, but the table has {n}")
+    if groups is not None and int(groups.max()) + 1 < n_folds:
+        raise DataError(
+            f"--group-duplicates with --folds={n_folds} needs at least {n_folds} distinct rows, "
+            f"but the table has {int(groups.max()) + 1}; use fewer folds"
+        )
     folds = np.empty(n, dtype=np.int64)
     strat = target.stratify
     if strat is not None:
@@ -50,11 +56,6 @@ def assign_folds(
     elif groups is None:
         splits = list(KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(n)))
     else:
-        if len(np.unique(groups)) < n_folds:
-            raise DataError(
-                f"--folds={n_folds} needs at least {n_folds} distinct rows to keep copies "
-                "together; use fewer folds"
-            )
         # GroupKFold balances fold sizes deterministically; relabelling the groups at random
         # (seeded) breaks its ties differently for each seed.
         relabel = np.random.default_rng(seed).permutation(int(groups.max()) + 1)
