@@ -137,11 +137,10 @@ def _train(epochs: int, lr_schedule: str, schedule_epochs: int | None = None) ->
         weight_decay=0.0,
         batch_size=64,
         epochs=epochs,
-        patience=epochs,  # keep the last epoch's weights (the score rises here)
+        patience=epochs,  # no early stop: every run trains all its epochs
         generator=torch.Generator().manual_seed(0),
         lr_schedule=lr_schedule,
         schedule_epochs=schedule_epochs,
-        on_epoch=None,
     )
     return model
 

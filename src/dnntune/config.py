@@ -77,8 +77,8 @@ class SamplerName(StrEnum):
 class BinEncoding(StrEnum):
     """How a numeric value's quantile bin reaches the model (see data.Preprocessor)."""
 
-    LINEAR = "linear"  # piecewise-linear: 1 for bins below the value, its position in its own
-    ONEHOT = "onehot"  # a 1 in the value's bin only (what dnntune 0.x did before "linear")
+    LINEAR = "linear"  # 1 for the bins below the value, its position (0-1) inside its own, 0 above
+    ONEHOT = "onehot"  # a 1 in the value's bin only (the previous release's encoding)
 
 
 class PrunerName(StrEnum):
