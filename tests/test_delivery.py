@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import signal
@@ -205,13 +206,25 @@ def test_refit_trains_on_all_rows_and_predicts(
     _, run = credit_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
+    # Folds that peaked after 1 of their 4 epochs: the refit trains 1 epoch.
+    path = copy / "model" / "manifest.json"
+    stored = json.loads(path.read_text())
+    for fold in stored["folds"]:
+        fold["best_epoch"] = 1
+    path.write_text(json.dumps(stored))
     r = cli("refit", str(copy))
     assert r.returncode == 0, r
     manifest = json.loads((copy / "model" / "manifest.json").read_text())
     refit = manifest["refit"]
     assert refit["rows"] == 1000
-    assert refit["epochs"] == round(float(np.median([f["best_epoch"] for f in manifest["folds"]])))
+    assert refit["epochs"] == 1
     assert (copy / "model" / refit["weights"]).is_file()
+    # It follows the folds' cosine schedule over their full budget: after 1 of 4 epochs its rate
+    # has decayed only as far as theirs had then (a 1-epoch schedule would have reached 0).
+    params = manifest["params"]
+    assert (refit["lr_schedule"], refit["schedule_epochs"]) == ("cosine", params["epochs"])
+    expected_rate = params["learning_rate"] * (1 + math.cos(math.pi * 1 / params["epochs"])) / 2
+    assert refit["final_learning_rate"] == pytest.approx(expected_rate, rel=1e-6)
     r = cli(
         "predict", "--model", str(copy), "--data", str(credit_g), "--output", "p.csv", "--refit"
     )

@@ -50,7 +50,8 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         d_out=manifest["architecture"]["d_out"],
         **model_kwargs(params),
     ).to(target)
-    fit(
+    schedule = params.get("lr_schedule", "constant")  # absent: saved before schedules
+    result = fit(
         model,
         prepared.tensors,
         metric=METRICS[manifest["metric"]],
@@ -60,7 +61,7 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         batch_size=params["batch_size"],
         epochs=epochs,
         # The folds' learning rate followed a schedule over their full epoch budget.
-        lr_schedule=params.get("lr_schedule", "constant"),  # absent: saved before schedules
+        lr_schedule=schedule,
         schedule_epochs=params["epochs"],
         patience=epochs,
         generator=torch.Generator(device=target).manual_seed(config.seed),
@@ -75,6 +76,9 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         "weights": name,
         "sha256": _sha256(directory / name),
         "epochs": epochs,
+        "lr_schedule": schedule,
+        "schedule_epochs": params["epochs"],
+        "final_learning_rate": result.final_learning_rate,
         "rows": dataset.n_rows,
         "y_shift": prepared.tensors.y_shift,
         "y_scale": prepared.tensors.y_scale,

@@ -48,6 +48,7 @@ class FitResult:
     epochs_run: int
     state_dict: dict[str, torch.Tensor]
     history: list[float] = field(default_factory=list)
+    final_learning_rate: float = math.nan  # the optimizer's rate after the last step
 
 
 def _loss_fn(task: Task) -> nn.Module:
@@ -173,4 +174,5 @@ def fit(
     else:
         best_epoch = len(history)
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return FitResult(best_score, best_epoch, len(history), best_state, history)
+    final_lr = float(opt.param_groups[0]["lr"])
+    return FitResult(best_score, best_epoch, len(history), best_state, history, final_lr)
