@@ -250,6 +250,21 @@ def test_fold_file_round_trip(cli, tmp_path: Path, credit_g: Path) -> None:
     assert summary["data"]["folds"] == 4
 
 
+def test_fold_file_keeps_duplicate_rows_together(cli, tmp_path: Path, wine: Path) -> None:
+    # The white wines repeat rows: plain folds split copies of a row, grouped folds never do.
+    spans = {}
+    for name, group in (("plain", []), ("grouped", ["--group-duplicates"])):
+        out = f"{name}.csv"
+        r = cli("folds", "--data", str(wine), "--target", "target", "--output", out, *group)
+        assert r.returncode == 0, r
+        frame = pd.read_csv(tmp_path / out)
+        features = [c for c in frame.columns if c not in ("target", "kfold")]
+        folds_per_row = frame.groupby(features, dropna=False).kfold.nunique()
+        spans[name] = int((folds_per_row > 1).sum())
+        assert sorted(frame.kfold.unique()) == [0, 1, 2, 3, 4]
+    assert spans["plain"] > 0 and spans["grouped"] == 0
+
+
 @pytest.mark.parametrize(
     ("name", "task", "metric"),
     [("digits", "multiclass", "logloss"), ("diabetes", "regression", "rmse")],
