@@ -11,6 +11,7 @@ import pytest
 
 from dnntune.compare import leaderboard
 from dnntune.storage import open_storage
+from dnntune.study import CONFIG_ATTR
 from dnntune.testing import write_space
 
 
@@ -82,6 +83,38 @@ def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
     r = cli("report", "cmp")
     assert r.returncode == 0, r
     assert "Comparison: cmp/compare.html" in r.stdout and (out / "compare.html").is_file()
+
+
+def test_compare_groups_duplicate_rows(cli, tmp_path: Path, wine: Path) -> None:
+    # The white wines repeat rows: with --group-duplicates every study runs on grouped folds
+    # (stored in its settings), and the note suggesting the option does not appear.
+    r = cli(
+        "compare",
+        "--data",
+        str(wine),
+        "--target",
+        "target",
+        "--samplers",
+        "random",
+        "--repeats",
+        "1",
+        "--trials",
+        "1",
+        "--folds",
+        "3",
+        "--max-folds",
+        "1",
+        "--space",
+        str(write_space(tmp_path / "s.yaml")),
+        "--group-duplicates",
+        "--output-dir",
+        "cmp",
+    )
+    assert r.returncode == 0, r
+    assert "--group-duplicates" not in r.stderr
+    storage = open_storage(f"journal:{(tmp_path / 'cmp' / 'compare.journal').resolve()}")
+    (summary,) = optuna.get_all_study_summaries(storage)
+    assert summary.user_attrs[CONFIG_ATTR]["group_duplicates"] is True
 
 
 def test_compare_rejects_unknown_sampler(cli, tmp_path: Path) -> None:
