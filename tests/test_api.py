@@ -164,8 +164,10 @@ def test_a_study_from_before_the_bins_resumes_only_without_them(
     }
     first = dnntune.tune(trials=1, **settings)
     stored = first.study.user_attrs[CONFIG_ATTR]
-    # What the first dnntune stored: no numeric_bins (it had none), no bin_encoding.
-    old = {k: v for k, v in stored.items() if k not in ("numeric_bins", "bin_encoding")}
+    # What the first dnntune stored: no numeric_bins (it had none), no bin_encoding, no
+    # group_duplicates, no fold_seed (its folds came from the seed).
+    later = ("numeric_bins", "bin_encoding", "group_duplicates", "fold_seed")
+    old = {k: v for k, v in stored.items() if k not in later}
     first.study.set_user_attr(CONFIG_ATTR, old)
     with pytest.raises(StorageError, match=r"numeric_bins: 0, now 32"):
         dnntune.tune(trials=2, **settings)
@@ -177,6 +179,12 @@ def test_a_study_from_before_the_bins_resumes_only_without_them(
         dnntune.tune(trials=3, numeric_bins=16, **settings)
     again = dnntune.tune(trials=3, numeric_bins=16, bin_encoding="onehot", **settings)
     assert len(again.study.trials) == 3
+    # Folds split with another seed than the run's are another study.
+    first.study.set_user_attr(CONFIG_ATTR, {**stored, "fold_seed": 7})
+    with pytest.raises(StorageError, match=r"fold_seed: 7, now 42"):
+        dnntune.tune(trials=4, **settings)
+    again = dnntune.tune(trials=4, fold_seed=7, **settings)
+    assert len(again.study.trials) == 4
     assert TuneConfig.from_stored({"data": "x.csv"}).numeric_bins == 0
     stored_16 = TuneConfig.from_stored({"data": "x.csv", "numeric_bins": 16})
     assert (stored_16.numeric_bins, stored_16.bin_encoding) == (16, "onehot")

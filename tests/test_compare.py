@@ -78,6 +78,11 @@ def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
     assert len(names) == 4 and all(n.endswith(("-r0", "-r1")) for n in names)
     for name in names:
         assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
+    # Every run validated on the same rows (fold 0 of the one split), whatever its seed.
+    oof = sorted(out.glob("*-r*/model/*_oof.csv"))
+    assert len(oof) == 4
+    rows = {tuple(pd.read_csv(path)["row"]) for path in oof}
+    assert len(rows) == 1 and 333 <= len(rows.pop()) <= 334
     # dnntune report on a comparison folder redraws its page and plot
     (out / "compare.html").unlink()
     r = cli("report", "cmp")
@@ -111,7 +116,7 @@ def test_compare_groups_duplicate_rows(cli, tmp_path: Path, wine: Path) -> None:
         "cmp",
     )
     assert r.returncode == 0, r
-    assert "--group-duplicates" not in r.stderr
+    assert "repeat another row's features" not in r.stderr
     storage = open_storage(f"journal:{(tmp_path / 'cmp' / 'compare.journal').resolve()}")
     (summary,) = optuna.get_all_study_summaries(storage)
     assert summary.user_attrs[CONFIG_ATTR]["group_duplicates"] is True

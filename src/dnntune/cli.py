@@ -366,7 +366,9 @@ def compare_command(
     pruner: PrunerOpt = "median",
     trials: Annotated[int | None, typer.Option(help="Trials per run (the shared budget).")] = 20,
     timeout: Annotated[float | None, typer.Option(help="Seconds per run.")] = None,
-    repeats: Annotated[int, typer.Option(help="Runs per sampler, seeds seed, seed+1, ...")] = 3,
+    repeats: Annotated[
+        int, typer.Option(help="Runs per sampler, seeds seed, seed+1, ... (the folds: seed).")
+    ] = 3,
     jobs: Annotated[int, typer.Option(help="Runs in parallel processes.")] = 1,
     seed: SeedOpt = 42,
     space: SpaceOpt = None,
@@ -405,10 +407,11 @@ def compare_command(
         numeric_bins=numeric_bins,
         device=device,
     )
-    # Check the input once, before any run starts.
+    # Check the input once, before any run starts, and say what the runs will make of it.
     from dnntune.data import dataset_from_config
 
-    dataset_from_config(config)
+    for msg in dataset_from_config(config).notes:
+        typer.echo(f"note: {msg}", err=True)
     result = compare(config, names, repeats=repeats, jobs=jobs, directory=output_dir)
     board = result.leaderboard
     typer.echo(f"Leaderboard ({repeats} repeats per sampler, best first):")

@@ -1,6 +1,7 @@
 """Which sampler suits this data? Run several on the same data, space, folds and budget.
 
-Each sampler runs ``repeats`` studies (seeds ``seed``, ``seed + 1``, ...) in one journal storage
+Each sampler runs ``repeats`` studies (seeds ``seed``, ``seed + 1``, ... for the sampler and
+the models' initial weights; every run splits the folds with ``seed``) in one journal storage
 in the comparison folder, optionally in parallel processes. The leaderboard gives, per sampler,
 the best value (mean and standard deviation over repeats), the trials and seconds each repeat
 needed to come within 1% of the best value any run reached (median over the repeats that did;
@@ -112,6 +113,7 @@ def compare(
                 config,
                 sampler=sampler,
                 seed=config.seed + r,
+                fold_seed=config.split_seed,  # the same folds in every run
                 storage=storage,
                 study=f"{config.study_name}-{sampler.value}-r{r}",
                 output_dir=str(directory / f"{sampler.value}-r{r}"),

@@ -126,6 +126,7 @@ class TuneConfig:
     trials: int | None = None
     timeout: float | None = None
     seed: int = 42
+    fold_seed: int | None = None  # the fold split's seed when it differs from ``seed``
     space: str | None = None
     grid_points: int = 3
     patience: int = 5
@@ -201,6 +202,11 @@ class TuneConfig:
         return self.trials
 
     @property
+    def split_seed(self) -> int:
+        """The seed of the fold split: ``fold_seed``, or ``seed`` when that is not set."""
+        return self.seed if self.fold_seed is None else self.fold_seed
+
+    @property
     def study_name(self) -> str:
         if self.study:
             return self.study
@@ -240,11 +246,12 @@ class TuneConfig:
             "folds",
             "fold_column",
             "seed",
+            "fold_seed",
             "numeric_bins",
             "bin_encoding",
             "group_duplicates",
         )
-        full = self.to_dict()
+        full = {**self.to_dict(), "fold_seed": self.split_seed}
         return stored_identity({k: full[k] for k in keys})
 
     @classmethod
@@ -273,6 +280,8 @@ def stored_identity(identity: dict[str, Any]) -> dict[str, Any]:
     terms: missing settings get their old behaviour, and the bin encoding counts only when
     there are bins."""
     out = {**BEFORE_THEY_EXISTED, **identity}
+    if out.get("fold_seed") is None:  # the folds came from the one seed
+        out["fold_seed"] = out.get("seed")
     if not out.get("numeric_bins"):
         out["bin_encoding"] = None
     return out

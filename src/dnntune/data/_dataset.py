@@ -138,7 +138,7 @@ def dataset_from_config(config: TuneConfig) -> Dataset:
         task=config.task,
         folds=config.folds,
         fold_column=config.fold_column,
-        seed=config.seed,
+        seed=config.split_seed,
         group_duplicates=config.group_duplicates,
     )
 
