@@ -185,6 +185,20 @@ def test_a_study_from_before_the_bins_resumes_only_without_them(
         dnntune.tune(trials=4, **settings)
     again = dnntune.tune(trials=4, fold_seed=7, **settings)
     assert len(again.study.trials) == 4
+    # Before the fixed defaults were stored, a study's space listed its own parameters only.
+    # The previous release trained the others with today's defaults: it resumes as it is.
+    own = ("optimizer", "num_layers", "hidden_size", "dropout", "learning_rate", "epochs")
+    old_space = {k: v for k, v in stored["space"].items() if k in own}
+    first.study.set_user_attr(CONFIG_ATTR, {**stored, "space": old_space})
+    assert len(dnntune.tune(trials=5, **settings).study.trials) == 5
+    # The releases before it (no bin_encoding stored) had no schedule: a constant rate, which
+    # a space file restores.
+    first.study.set_user_attr(CONFIG_ATTR, {**old, "numeric_bins": 0, "space": old_space})
+    with pytest.raises(StorageError, match=r"\(space: lr_schedule 'constant', now 'cosine'\)"):
+        dnntune.tune(trials=6, numeric_bins=0, **settings)
+    constant = write_space(tmp_path / "constant.yaml", TINY_SPACE + "lr_schedule: constant\n")
+    again = dnntune.tune(trials=6, numeric_bins=0, **{**settings, "space": str(constant)})
+    assert len(again.study.trials) == 6
     assert TuneConfig.from_stored({"data": "x.csv"}).numeric_bins == 0
     stored_16 = TuneConfig.from_stored({"data": "x.csv", "numeric_bins": 16})
     assert (stored_16.numeric_bins, stored_16.bin_encoding) == (16, "onehot")

@@ -23,7 +23,7 @@ from dnntune.exceptions import StorageError
 from dnntune.objective import BestModel, Objective
 from dnntune.pruners import make_pruner
 from dnntune.samplers import make_sampler, silence_experimental_warnings
-from dnntune.space import SearchSpace, default_space, load_space
+from dnntune.space import SearchSpace, default_space, load_space, stored_space
 from dnntune.storage import default_storage_url, open_storage, redact
 
 __all__ = ["TuneResult", "tune"]
@@ -116,7 +116,10 @@ def _load_study(
     stored = study.user_attrs.get(CONFIG_ATTR)
     wanted = {**config.identity(), "metric": metric.name.value, "space": space.to_dict()}
     if stored is not None:
+        # The release that added lr_schedule also added bin_encoding to the stored settings.
+        had_schedule = "bin_encoding" in stored
         stored = stored_identity(stored)
+        stored["space"] = stored_space(stored.get("space") or {}, had_schedule=had_schedule)
     if stored is None:
         study.set_user_attr(CONFIG_ATTR, wanted)
         study.set_user_attr("config", config.to_dict())
@@ -125,9 +128,7 @@ def _load_study(
     }:
         # A worker may read the data from another path (another machine's mount).
         diff = [
-            f"{k}: {stored.get(k)!r}, now {wanted[k]!r}"
-            if isinstance(wanted[k], int | float | str | None)
-            else k
+            _difference(k, stored.get(k), wanted[k])
             for k in sorted(wanted)
             if stored.get(k) != wanted[k] and not (heartbeat and k == "data")
         ]
@@ -136,6 +137,25 @@ def _load_study(
             f"({'; '.join(diff)}); rerun with the same settings to resume, or pass a new --study"
         )
     return study
+
+
+def _difference(key: str, stored: Any, wanted: Any) -> str:
+    """One setting that differs, for the refusal to resume: values, or the space's parameters."""
+    if isinstance(wanted, int | float | str | None):
+        return f"{key}: {stored!r}, now {wanted!r}"
+    if key == "space" and isinstance(stored, dict):
+        fixed = {"type": "fixed"}
+        changed = []
+        for name in sorted(set(stored) | set(wanted)):
+            was, now = stored.get(name), wanted.get(name)
+            if was == now:
+                continue
+            if was and now and was.items() >= fixed.items() and now.items() >= fixed.items():
+                changed.append(f"{name} {was['value']!r}, now {now['value']!r}")
+            else:
+                changed.append(name)
+        return f"space: {', '.join(changed)}"
+    return key
 
 
 class AutoStop:

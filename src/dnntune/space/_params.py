@@ -111,6 +111,8 @@ class SearchSpace:
         return values
 
     def to_dict(self) -> dict[str, Any]:
+        """Every parameter a trial trains with: the space's own, then the fixed defaults of
+        those it does not mention (part of a study's identity)."""
         out: dict[str, Any] = {}
         for name, p in self.params.items():
             if isinstance(p, FixedParam):
@@ -125,6 +127,8 @@ class SearchSpace:
             grid = getattr(p, "grid", None)
             if grid is not None:
                 out[name]["grid"] = list(grid)
+        for name, value in self.fixed_defaults.items():
+            out.setdefault(name, {"type": "fixed", "value": value})
         return out
 
 
