@@ -76,8 +76,12 @@ def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
     storage = open_storage(f"journal:{(out / 'compare.journal').resolve()}")
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
     assert len(names) == 4 and all(n.endswith(("-r0", "-r1")) for n in names)
+    default = {"optimizer": "AdamW", "num_layers": 2, "hidden_size": 32, "learning_rate": 3e-3}
     for name in names:
-        assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
+        trials = optuna.load_study(study_name=name, storage=storage).trials
+        assert len(trials) == 3
+        # No warm start: the first trial is the sampler's, not the space's defaults.
+        assert {k: trials[0].params[k] for k in default} != default
     # Every run validated on the same rows (fold 0 of the one split), whatever its seed.
     oof = sorted(out.glob("*-r*/model/*_oof.csv"))
     assert len(oof) == 4

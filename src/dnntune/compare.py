@@ -114,6 +114,7 @@ def compare(
                 sampler=sampler,
                 seed=config.seed + r,
                 fold_seed=config.split_seed,  # the same folds in every run
+                warm_start=False,  # each sampler starts on its own
                 storage=storage,
                 study=f"{config.study_name}-{sampler.value}-r{r}",
                 output_dir=str(directory / f"{sampler.value}-r{r}"),
