@@ -218,7 +218,8 @@ def _plot_png(curves: dict[str, list[pd.DataFrame]], path: Path) -> None:
     axes[1].set(xlabel="seconds", title="Best so far by time")
     axes[0].legend(title="sampler (median, min-max band)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
 
@@ -264,4 +265,5 @@ def _plot_html(curves: dict[str, list[pd.DataFrame]], board: pd.DataFrame, path:
         + fig.to_html(full_html=False, include_plotlyjs=True)
         + "</body></html>"
     )
-    path.write_text(html, encoding="utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_text(html, encoding="utf-8")

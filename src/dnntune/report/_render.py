@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from dnntune.artifacts import atomic_path
 from dnntune.report._compute import (
     best_fold_scores,
     best_so_far,
@@ -143,8 +144,8 @@ def render_html(
         + table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.6g}", border=0)
     )
     parts.append("</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts), encoding="utf-8")
     return path
 
 
@@ -161,7 +162,8 @@ def render_pngs(study: optuna.Study, summary: dict[str, Any], directory: Path) -
 
     def save(fig: Any, name: str) -> None:
         fig.tight_layout()
-        fig.savefig(directory / name, dpi=110)
+        with atomic_path(directory / name) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         written.append(directory / name)
 
