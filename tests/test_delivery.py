@@ -232,6 +232,36 @@ def test_refit_trains_on_all_rows_and_predicts(
     assert "refit model" in r.stdout
 
 
+def test_an_ensemble_per_fold_is_saved_loaded_and_refit(
+    cli, tmp_path: Path, credit_g: Path
+) -> None:
+    space = write_space(tmp_path / "s.yaml", TINY_SPACE + "ensemble_size: 3\n")
+    result = dnntune.tune(
+        data=str(credit_g),
+        target="target",
+        trials=1,
+        folds=2,
+        space=str(space),
+        output_dir=str(tmp_path / "run"),
+    )
+    manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
+    assert manifest["architecture"]["ensemble_size"] == 3
+    r = cli("show", "run")
+    assert r.returncode == 0, r
+    assert "members=3" in r.stdout
+    # The saved fold ensembles predict what the trained ones did (each the mean of 3 networks).
+    r = cli("predict", "--model", "run", "--data", str(credit_g), "--output", "p.csv")
+    assert r.returncode == 0, r
+    pred = pd.read_csv(tmp_path / "p.csv")
+    expected = _ensemble_on(result, load_table(str(credit_g)).frame)
+    np.testing.assert_allclose(pred["proba_1"], expected, rtol=1e-5, atol=1e-6)
+    r = cli("refit", "run")
+    assert r.returncode == 0, r
+    r = cli("predict", "--model", "run", "--data", str(credit_g), "--output", "r.csv", "--refit")
+    assert r.returncode == 0, r
+    assert pd.read_csv(tmp_path / "r.csv")["proba_1"].between(0, 1).all()
+
+
 def test_hotel_round_trip(cli, tmp_path: Path, hotel: Path) -> None:
     space = TINY_SPACE.replace("epochs: 4", "epochs: 2")
     result = dnntune.tune(

@@ -163,3 +163,59 @@ def test_cosine_schedule_decays_over_the_stated_horizon() -> None:
     assert (half_of_four - one[0]).norm() > (two - one[1]).norm()
     with pytest.raises(ValueError, match="unknown lr_schedule"):
         _train(1, "linear")
+
+
+def _member(packed: nn.Module, i: int) -> dict[str, torch.Tensor]:
+    """Member ``i`` of a PackedMLP as a state dict of the plain MLP of the same shape (whose
+    layers have the same positions)."""
+    out: dict[str, torch.Tensor] = {}
+    for j, block in enumerate(packed.layers):
+        if isinstance(block, nn.BatchNorm1d):  # per member, then per feature
+            f = block.num_features // packed.ensemble_size
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                out[f"{j}.{name}"] = getattr(block, name)[i * f : (i + 1) * f]
+            out[f"{j}.num_batches_tracked"] = block.num_batches_tracked
+        elif hasattr(block, "weight"):
+            out[f"{j}.weight"] = block.weight[i].T
+            out[f"{j}.bias"] = block.bias[i]
+    return out
+
+
+def test_an_ensemble_trains_each_member_as_if_alone() -> None:
+    data = _binary_fold()
+    # No validation rows: every model keeps its last epoch's weights.
+    train_only = FoldTensors(
+        data.x_train, data.y_train, data.x_valid[:0], data.y_valid_eval[:0], Task.BINARY
+    )
+    shape = {"d_in": 5, "d_out": 1, "num_layers": 2, "hidden_size": 16, "dropout": 0.0}
+    torch.manual_seed(0)
+    packed = make_mlp(**shape, ensemble_size=3)
+    assert "members=3" in str(packed)
+    singles = []
+    for i in range(3):
+        single = make_mlp(**shape)
+        single.load_state_dict(_member(packed, i))
+        singles.append(single)
+    outputs = []
+    for model in (packed, *singles):
+        result = fit(
+            model,
+            train_only,
+            metric=METRICS[MetricName.ROC_AUC],
+            optimizer="SGD",  # not scale-free: a member's gradient must be its own loss's
+            learning_rate=0.05,
+            weight_decay=0.0,
+            batch_size=64,
+            epochs=3,
+            patience=3,
+            generator=torch.Generator().manual_seed(0),  # the same batches for all
+        )
+        assert result.epochs_run == 3
+        outputs.append(model.eval()(data.x_valid))
+    # Each member ends where the same network trained alone ends (its weights and its
+    # BatchNorm statistics), the members differ, and the ensemble predicts their mean.
+    for i, single in enumerate(singles):
+        for name, value in single.state_dict().items():
+            torch.testing.assert_close(_member(packed, i)[name], value, msg=name)
+    assert not torch.allclose(outputs[1], outputs[2])
+    torch.testing.assert_close(outputs[0], torch.stack(outputs[1:]).mean(0))

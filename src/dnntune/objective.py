@@ -138,7 +138,9 @@ class BestModel:
 
 def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     keys = ("num_layers", "hidden_size", "dropout", "activation", "batch_norm")
-    return {k: params[k] for k in keys}
+    kwargs = {k: params[k] for k in keys}
+    kwargs["ensemble_size"] = int(params.get("ensemble_size", 1))  # absent: saved before it
+    return kwargs
 
 
 class Objective:

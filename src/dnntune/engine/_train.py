@@ -143,7 +143,15 @@ def fit(
         total = torch.zeros((), device=device)
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            loss = loss_fn(model(data.x_train[idx]), data.y_train[idx])
+            outputs = model(data.x_train[idx])
+            if outputs.dim() == 3:  # an ensemble's (rows, members, outputs)
+                # Each member learns from the batch as a model of its own: the sum of the
+                # members' losses gives each the gradient it would get alone.
+                members = outputs.shape[1]
+                target = data.y_train[idx].repeat_interleave(members, dim=0)
+                loss = loss_fn(outputs.flatten(0, 1), target) * members
+            else:
+                loss = loss_fn(outputs, data.y_train[idx])
             if grad is not None:
                 grad.zero_()
             else:

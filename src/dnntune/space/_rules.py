@@ -81,6 +81,13 @@ PARAMETERS: dict[str, ParamRule] = {
     "epochs": ParamRule(
         "int", "maximum epochs per fold (early stopping may end sooner)", 20, min=1, max=10_000
     ),
+    "ensemble_size": ParamRule(
+        "int",
+        "independent networks per fold, trained together; the fold's prediction is their mean",
+        1,
+        min=1,
+        max=64,
+    ),
 }
 
 
