@@ -8,7 +8,7 @@ from torch import nn
 from dnntune.config import MetricName, Task
 from dnntune.engine import METRICS, FoldTensors, evaluate, fit, resolve_metric
 from dnntune.exceptions import ConfigError
-from dnntune.model import make_mlp
+from dnntune.model import PackedLinear, make_mlp
 
 
 def _binary_fold(n: int = 600, seed: int = 0) -> FoldTensors:
@@ -175,7 +175,7 @@ def _member(packed: nn.Module, i: int) -> dict[str, torch.Tensor]:
             for name in ("weight", "bias", "running_mean", "running_var"):
                 out[f"{j}.{name}"] = getattr(block, name)[i * f : (i + 1) * f]
             out[f"{j}.num_batches_tracked"] = block.num_batches_tracked
-        elif hasattr(block, "weight"):
+        elif isinstance(block, PackedLinear):
             out[f"{j}.weight"] = block.weight[i].T
             out[f"{j}.bias"] = block.bias[i]
     return out

@@ -144,13 +144,12 @@ def _difference(key: str, stored: Any, wanted: Any) -> str:
     if isinstance(wanted, int | float | str | None):
         return f"{key}: {stored!r}, now {wanted!r}"
     if key == "space" and isinstance(stored, dict):
-        fixed = {"type": "fixed"}
         changed = []
         for name in sorted(set(stored) | set(wanted)):
-            was, now = stored.get(name), wanted.get(name)
+            was, now = stored.get(name) or {}, wanted.get(name) or {}
             if was == now:
                 continue
-            if was and now and was.items() >= fixed.items() and now.items() >= fixed.items():
+            if was.get("type") == now.get("type") == "fixed":  # two values: name both
                 changed.append(f"{name} {was['value']!r}, now {now['value']!r}")
             else:
                 changed.append(name)

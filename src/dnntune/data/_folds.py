@@ -30,10 +30,11 @@ def assign_folds(
     n = len(target.values)
     if n < n_folds:
         raise DataError(f"--folds={n_folds} needs at least {n_folds} rows, but the table has {n}")
-    if groups is not None and int(groups.max()) + 1 < n_folds:
+    n_groups = 0 if groups is None else int(groups.max()) + 1
+    if groups is not None and n_groups < n_folds:
         raise DataError(
             f"--group-duplicates with --folds={n_folds} needs at least {n_folds} distinct rows, "
-            f"but the table has {int(groups.max()) + 1}; use fewer folds"
+            f"but the table has {n_groups}; use fewer folds"
         )
     folds = np.empty(n, dtype=np.int64)
     strat = target.stratify
@@ -58,7 +59,7 @@ def assign_folds(
     else:
         # GroupKFold balances fold sizes deterministically; relabelling the groups at random
         # (seeded) breaks its ties differently for each seed.
-        relabel = np.random.default_rng(seed).permutation(int(groups.max()) + 1)
+        relabel = np.random.default_rng(seed).permutation(n_groups)
         splits = list(GroupKFold(n_splits=n_folds).split(np.zeros(n), groups=relabel[groups]))
     for fold, (_, valid) in enumerate(splits):
         folds[valid] = fold

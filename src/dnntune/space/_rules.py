@@ -97,8 +97,8 @@ def fixed_defaults() -> dict[str, Any]:
 
 
 # Parameters added after the first release, with the value the versions before them trained
-# with (they had no learning-rate schedule).
-BEFORE_THEY_EXISTED: dict[str, Any] = {"lr_schedule": "constant"}
+# with (they had no learning-rate schedule). The settings' counterpart is in config.
+PARAMETERS_BEFORE_THEY_EXISTED: dict[str, Any] = {"lr_schedule": "constant"}
 
 
 def stored_space(space: dict[str, Any], *, had_schedule: bool) -> dict[str, Any]:
@@ -108,6 +108,8 @@ def stored_space(space: dict[str, Any], *, had_schedule: bool) -> dict[str, Any]
     others trained with the defaults of their time: today's, except that releases before
     ``lr_schedule`` (``had_schedule=False``) trained at a constant rate.
     """
-    before = fixed_defaults() if had_schedule else {**fixed_defaults(), **BEFORE_THEY_EXISTED}
+    before = fixed_defaults()
+    if not had_schedule:
+        before.update(PARAMETERS_BEFORE_THEY_EXISTED)
     missing = {k: {"type": "fixed", "value": v} for k, v in before.items() if k not in space}
     return {**space, **missing}
