@@ -18,6 +18,7 @@ from dnntune.data import (
     infer_task,
     load_table,
     plan_columns,
+    unparsed_values,
 )
 from dnntune.data._io import LoadedTable
 from dnntune.exceptions import DataError
@@ -100,6 +101,28 @@ def test_plan_reports_id_like_and_constant_columns() -> None:
     assert "ID-like" in plan.dropped["row_id"]
     assert "constant" in plan.dropped["const"]
     assert plan.categorical == ["color"] and plan.numeric == ["x1", "x2"]
+
+
+def test_a_few_words_in_a_column_of_numbers_are_noted_and_found() -> None:
+    numbers = [f"{v / 10:.1f}" for v in range(60)]
+    frame = pd.DataFrame({"x": [*numbers[:40], "abc", *numbers[41:]], "c": ["a", "b", "c"] * 20})
+    plan = plan_columns(frame)
+    # Read as text, so 60 distinct strings: dropped as an ID, as before, but now explained.
+    assert "ID-like" in plan.dropped["x"]
+    assert plan.hints == [
+        "column 'x' is read as text because 1 of its 60 values is not a number, e.g. 'abc' in "
+        "data row 41; fix or empty those cells to read it as numbers"
+    ]
+    assert plan.hints[0] in plan.notes()
+    many_words = frame.copy()
+    many_words.loc[:9, "x"] = "word"
+    assert plan_columns(many_words).hints == []  # a sixth of the values: a text column
+
+    bad = unparsed_values(pd.Series(["1.5", None, "x", "2", "1e3", "y"]))
+    assert bad.to_dict() == {2: "x", 5: "y"}  # by position; missing cells are not bad
+    assert unparsed_values(pd.Series([1.0, np.nan])).empty
+    dates = pd.Series(["2020-01-02", "not a date", None], index=[7, 8, 9])
+    assert unparsed_values(dates, dates=True).to_dict() == {1: "not a date"}
 
 
 def test_date_strings_become_numeric() -> None:

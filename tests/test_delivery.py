@@ -107,6 +107,24 @@ def test_column_checks(cli, tmp_path: Path, credit_g: Path, credit_run) -> None:
     assert r.returncode == 2
     assert "lacks 1 column the model needs: 'age' (did you mean 'agee'?)" in r.stderr
 
+    typo = frame.astype({"age": object, "duration": object})
+    typo.loc[3, "age"] = "abc"
+    typo.loc[[5, 6], "duration"] = None  # empty cells are missing values, not typos
+    typo.to_csv(tmp_path / "typo.csv", index=False)
+    r = cli("predict", "--model", str(run), "--data", "typo.csv", "--output", "p.csv")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert (
+        "error: the model reads column 'age' as numbers, but the data has 1 value that is not "
+        "a number, e.g. 'abc' in data row 4; fix them or leave those cells empty" in r.stderr
+    )
+    assert not (tmp_path / "p.csv").exists()
+    typo.loc[3, "age"] = None
+    typo.to_csv(tmp_path / "typo.csv", index=False)
+    r = cli("predict", "--model", str(run), "--data", "typo.csv", "--output", "p.csv")
+    assert r.returncode == 0, r
+    assert pd.read_csv(tmp_path / "p.csv")["proba_1"].notna().all()
+    (tmp_path / "p.csv").unlink()
+
     new_level = frame.assign(purpose=999, extra_col="x")
     new_level.to_csv(tmp_path / "new.csv", index=False)
     r = cli(

@@ -17,6 +17,7 @@ import torch
 from dnntune._names import did_you_mean, short_list
 from dnntune.artifacts import LoadedModel, load_model, prediction_frame
 from dnntune.config import Task
+from dnntune.data import unparsed_values
 from dnntune.engine import predict_outputs, predictions_from_outputs
 from dnntune.exceptions import DataError
 
@@ -62,9 +63,30 @@ class Predictor:
                 f"ignored {len(extra)} column(s) the model does not use: {short_list(extra)}"
             )
 
+    def check_values(self, frame: pd.DataFrame) -> None:
+        """Raise for text in a column the model reads as numbers or dates.
+
+        Empty cells are missing values (imputed as in training); any other value that does not
+        parse would silently become one, so it is refused, naming the column and the value.
+        """
+        plan = self.loaded.preprocessors[0].plan
+        for name in [*plan.numeric, *plan.datetime]:
+            bad = unparsed_values(frame[name], dates=name in plan.datetime)
+            if len(bad):
+                kind = "date" if name in plan.datetime else "number"
+                what = f"1 value that is not a {kind}"
+                if len(bad) > 1:
+                    what = f"{len(bad)} values that are not {kind}s"
+                raise DataError(
+                    f"the model reads column {name!r} as {kind}s, but the data has {what}, e.g. "
+                    f"{bad.iloc[0]!r} in data row {bad.index[0] + 1}; fix them or leave those "
+                    "cells empty (missing values)"
+                )
+
     def predict_array(self, frame: pd.DataFrame) -> np.ndarray:
         """Ensemble-averaged probabilities (classification) or values (regression)."""
         self.check_columns(frame)
+        self.check_values(frame)
         parts = []
         for pre, model, shift, scale in zip(
             self.loaded.preprocessors,

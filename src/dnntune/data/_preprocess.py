@@ -15,12 +15,13 @@ import pandas as pd
 
 from dnntune.config import NUMERIC_BINS, BinEncoding
 
-__all__ = ["ColumnPlan", "Preprocessor", "plan_columns"]
+__all__ = ["ColumnPlan", "Preprocessor", "plan_columns", "unparsed_values"]
 
 MISSING = "__missing__"
 OTHER = "__other__"
 MAX_ONEHOT_INT_LEVELS = 10  # integer columns with at most this many values are categorical
 ID_UNIQUE_FRACTION = 0.5  # a string column with more distinct values than this share is an ID
+MOSTLY_NUMBERS_SLACK = 0.05  # a text column with at most this share of non-numbers is noted
 
 
 @dataclass
@@ -31,6 +32,8 @@ class ColumnPlan:
     categorical: list[str] = field(default_factory=list)
     datetime: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
+    # Notes on how columns were read (not stored: they concern the table the plan came from).
+    hints: list[str] = field(default_factory=list)
 
     @property
     def features(self) -> list[str]:
@@ -39,7 +42,7 @@ class ColumnPlan:
     def notes(self) -> list[str]:
         out = [f"dropped column {c!r}: {why}" for c, why in self.dropped.items()]
         out += [f"column {c!r} read as dates (days since 1970-01-01)" for c in self.datetime]
-        return out
+        return out + self.hints
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +74,20 @@ def _looks_like_dates(col: pd.Series) -> bool:
     return bool(parsed.notna().mean() >= 0.95)
 
 
+def _mostly_numbers_hint(name: str, col: pd.Series) -> list[str]:
+    """A note when a text column holds numbers but for a few values (typos, codes such as
+    'n/a'): those few decide that the whole column is read as text."""
+    present = int(col.notna().sum())
+    bad = unparsed_values(col)
+    if not len(bad) or len(bad) > MOSTLY_NUMBERS_SLACK * present:
+        return []
+    count = f"{len(bad)} of its {present} values {'is' if len(bad) == 1 else 'are'} not a number"
+    return [
+        f"column {name!r} is read as text because {count}, e.g. {bad.iloc[0]!r} in data row "
+        f"{bad.index[0] + 1}; fix or empty those cells to read it as numbers"
+    ]
+
+
 def plan_columns(frame: pd.DataFrame) -> ColumnPlan:
     """Decide each feature column's role from the whole table (no target, no statistics kept)."""
     plan = ColumnPlan()
@@ -85,6 +102,7 @@ def plan_columns(frame: pd.DataFrame) -> ColumnPlan:
         elif pd.api.types.is_datetime64_any_dtype(col):
             plan.datetime.append(name)
         elif _is_stringy(col):
+            plan.hints += _mostly_numbers_hint(name, col)
             if _looks_like_dates(col):
                 plan.datetime.append(name)
             elif n > 20 and n_unique > ID_UNIQUE_FRACTION * n:
@@ -131,6 +149,18 @@ def _to_days(col: pd.Series) -> np.ndarray:
 
 def _numeric(col: pd.Series) -> np.ndarray:
     return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def unparsed_values(col: pd.Series, *, dates: bool = False) -> pd.Series:
+    """The values of ``col`` that are present but do not parse as numbers (or dates), which
+    the preprocessing would turn into missing values; indexed by row position."""
+    if dates and pd.api.types.is_datetime64_any_dtype(col):
+        return col.iloc[:0]
+    if not dates and pd.api.types.is_numeric_dtype(col):
+        return col.iloc[:0]
+    parsed = _to_days(col) if dates else _numeric(col)
+    bad = np.isnan(parsed) & col.notna().to_numpy()
+    return col.reset_index(drop=True)[bad]
 
 
 class Preprocessor:
