@@ -18,6 +18,7 @@ from dnntune.data import (
     infer_task,
     load_table,
     plan_columns,
+    unparsed_dates_note,
     unparsed_values,
 )
 from dnntune.data._io import LoadedTable
@@ -123,6 +124,16 @@ def test_a_few_words_in_a_column_of_numbers_are_noted_and_found() -> None:
     assert unparsed_values(pd.Series([1.0, np.nan])).empty
     dates = pd.Series(["2020-01-02", "not a date", None], index=[7, 8, 9])
     assert unparsed_values(dates, dates=True).to_dict() == {1: "not a date"}
+
+
+def test_values_that_are_not_dates_are_noted() -> None:
+    days = pd.date_range("2020-01-01", periods=300).astype(str).tolist()
+    days[250] = "soon"
+    plan = plan_columns(pd.DataFrame({"d": days, "v": np.arange(300) % 7}))
+    assert plan.datetime == ["d"]
+    note = "column 'd': 1 value not read as dates, e.g. 'soon' in data row 251, count as missing"
+    assert plan.hints == [note]
+    assert unparsed_dates_note("d", pd.Series(days[:200])) == []
 
 
 def test_date_strings_become_numeric() -> None:

@@ -17,7 +17,7 @@ import torch
 from dnntune._names import did_you_mean, short_list
 from dnntune.artifacts import LoadedModel, load_model, prediction_frame
 from dnntune.config import Task
-from dnntune.data import unparsed_values
+from dnntune.data import unparsed_dates_note, unparsed_values
 from dnntune.engine import predict_outputs, predictions_from_outputs
 from dnntune.exceptions import DataError
 
@@ -64,24 +64,27 @@ class Predictor:
             )
 
     def check_values(self, frame: pd.DataFrame) -> None:
-        """Raise for text in a column the model reads as numbers or dates.
+        """Raise for text in a column the model reads as numbers; note unreadable dates.
 
-        Empty cells are missing values (imputed as in training); any other value that does not
-        parse would silently become one, so it is refused, naming the column and the value.
+        Empty cells are missing values (imputed as in training). Text in a column of numbers
+        would silently become one too, so it is refused, naming the column and the value. A
+        date column may hold a few values that are not dates, as in training (where they were
+        noted and treated as missing): they are predicted as missing, with a note.
         """
         plan = self.loaded.preprocessors[0].plan
-        for name in [*plan.numeric, *plan.datetime]:
-            bad = unparsed_values(frame[name], dates=name in plan.datetime)
+        for name in plan.numeric:
+            bad = unparsed_values(frame[name])
             if len(bad):
-                kind = "date" if name in plan.datetime else "number"
-                what = f"1 value that is not a {kind}"
+                what = "1 value that is not a number"
                 if len(bad) > 1:
-                    what = f"{len(bad)} values that are not {kind}s"
+                    what = f"{len(bad)} values that are not numbers"
                 raise DataError(
-                    f"the model reads column {name!r} as {kind}s, but the data has {what}, e.g. "
+                    f"the model reads column {name!r} as numbers, but the data has {what}, e.g. "
                     f"{bad.iloc[0]!r} in data row {bad.index[0] + 1}; fix them or leave those "
                     "cells empty (missing values)"
                 )
+        for name in plan.datetime:
+            self.notes += unparsed_dates_note(name, frame[name])
 
     def predict_array(self, frame: pd.DataFrame) -> np.ndarray:
         """Ensemble-averaged probabilities (classification) or values (regression)."""

@@ -3,7 +3,13 @@
 from dnntune.data._dataset import Dataset, build_dataset, dataset_from_config, fold_table
 from dnntune.data._folds import assign_folds, duplicate_groups, folds_from_column
 from dnntune.data._io import Builtin, LoadedTable, load_table
-from dnntune.data._preprocess import ColumnPlan, Preprocessor, plan_columns, unparsed_values
+from dnntune.data._preprocess import (
+    ColumnPlan,
+    Preprocessor,
+    plan_columns,
+    unparsed_dates_note,
+    unparsed_values,
+)
 from dnntune.data._target import Target, encode_target, infer_task
 
 __all__ = [
@@ -23,5 +29,6 @@ __all__ = [
     "infer_task",
     "load_table",
     "plan_columns",
+    "unparsed_dates_note",
     "unparsed_values",
 ]

@@ -15,7 +15,13 @@ import pandas as pd
 
 from dnntune.config import NUMERIC_BINS, BinEncoding
 
-__all__ = ["ColumnPlan", "Preprocessor", "plan_columns", "unparsed_values"]
+__all__ = [
+    "ColumnPlan",
+    "Preprocessor",
+    "plan_columns",
+    "unparsed_dates_note",
+    "unparsed_values",
+]
 
 MISSING = "__missing__"
 OTHER = "__other__"
@@ -88,6 +94,18 @@ def _mostly_numbers_hint(name: str, col: pd.Series) -> list[str]:
     ]
 
 
+def unparsed_dates_note(name: str, col: pd.Series) -> list[str]:
+    """A note when a date column holds values that are not dates (read as missing)."""
+    bad = unparsed_values(col, dates=True)
+    if not len(bad):
+        return []
+    count = f"{len(bad)} value{'s' if len(bad) > 1 else ''}"
+    return [
+        f"column {name!r}: {count} not read as dates, e.g. {bad.iloc[0]!r} in data row "
+        f"{bad.index[0] + 1}, count as missing"
+    ]
+
+
 def plan_columns(frame: pd.DataFrame) -> ColumnPlan:
     """Decide each feature column's role from the whole table (no target, no statistics kept)."""
     plan = ColumnPlan()
@@ -105,6 +123,7 @@ def plan_columns(frame: pd.DataFrame) -> ColumnPlan:
             plan.hints += _mostly_numbers_hint(name, col)
             if _looks_like_dates(col):
                 plan.datetime.append(name)
+                plan.hints += unparsed_dates_note(name, col)
             elif n > 20 and n_unique > ID_UNIQUE_FRACTION * n:
                 plan.dropped[name] = f"ID-like ({n_unique} distinct values in {n} rows)"
             else:
