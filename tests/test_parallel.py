@@ -224,6 +224,9 @@ def test_signals_end_cleanly_and_the_run_resumes(
     _, err = proc.communicate(timeout=30)
     assert time.monotonic() - start < 15  # seconds, on a loaded 2-core machine
     assert proc.returncode == 130, err
+    # One line for the trial the signal ended, no page of library frames.
+    assert "Traceback" not in err
+    assert "because of the following error: interrupted (Ctrl-C or SIGTERM)." in err
     first = _study(url, "sig").get_trials()
     assert first and not [t for t in first if t.state is TrialState.RUNNING]
     assert first[-1].state is TrialState.FAIL

@@ -6,6 +6,7 @@ on one line (``error: ...``) with exit code 2 and no traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -583,6 +584,20 @@ class _Interrupted(KeyboardInterrupt):
     ``__init__`` that way) and then ends the process with SIGINT (-2) instead of our exit code
     130, even though the interrupt was handled."""
 
+    def __repr__(self) -> str:  # how Optuna names the error of the trial it marks failed
+        return "interrupted (Ctrl-C or SIGTERM)"
+
+
+class _NoInterruptTraceback(logging.Filter):
+    """Optuna logs the trial an interrupt ends as failed, with the interrupt's traceback: a
+    page of library frames for a deliberate Ctrl-C. Keep the line, drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
 
 def _interrupt(signum: int, frame: object) -> None:
     # SIGTERM ends a run like Ctrl-C: Optuna marks the running trial failed, outputs are written.
@@ -596,6 +611,10 @@ def _catch_signals() -> None:
 
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    # The logger that reports failed trials (a filter on a parent would not see its records).
+    trials_logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _NoInterruptTraceback) for f in trials_logger.filters):
+        trials_logger.addFilter(_NoInterruptTraceback())
 
 
 def main() -> None:
