@@ -144,6 +144,12 @@ def tune(
         typer.Option(help="Seconds for the whole study, the trial in flight included."),
     ] = None,
     seed: SeedOpt = 42,
+    fold_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seed of the fold split only (default: --seed): other seeds, the same folds."
+        ),
+    ] = None,
     space: SpaceOpt = None,
     grid_points: Annotated[
         int, typer.Option(help="Grid sampler: points per continuous range.")
@@ -211,6 +217,7 @@ def tune(
             trials=trials,
             timeout=timeout,
             seed=seed,
+            fold_seed=fold_seed,
             grid_points=grid_points,
             patience=patience,
             numeric_bins=numeric_bins,
