@@ -103,7 +103,7 @@ def test_column_checks(cli, tmp_path: Path, credit_g: Path, credit_run) -> None:
     assert not (tmp_path / "p.csv").exists()
 
     frame.rename(columns={"age": "agee"}).to_csv(tmp_path / "renamed.csv", index=False)
-    r = cli("predict", "--model", str(run), "--data", "renamed.csv", "--output", "p.csv")
+    r = cli("predict", str(run), "--data", "renamed.csv", "--output", "p.csv")  # as show
     assert r.returncode == 2
     assert "lacks 1 column the model needs: 'age' (did you mean 'agee'?)" in r.stderr
 
@@ -115,12 +115,16 @@ def test_column_checks(cli, tmp_path: Path, credit_g: Path, credit_run) -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert (
         "error: the model reads column 'age' as numbers, but the data has 1 value that is not "
-        "a number, e.g. 'abc' in data row 4; fix them or leave those cells empty" in r.stderr
+        "a number, e.g. 'abc' in data row 4; fix it or leave the cell empty" in r.stderr
     )
     assert not (tmp_path / "p.csv").exists()
     typo.loc[3, "age"] = None
     typo.to_csv(tmp_path / "typo.csv", index=False)
-    r = cli("predict", "--model", str(run), "--data", "typo.csv", "--output", "p.csv")
+    r = cli("predict", "--data", "typo.csv", "--output", "p.csv")
+    assert r.returncode == 2 and "error: name the run folder: dnntune predict runs/NAME" in r.stderr
+    r = cli("predict", str(run), "--model", str(tmp_path), "--data", "typo.csv")
+    assert r.returncode == 2 and "two run folders given" in r.stderr
+    r = cli("predict", str(run), "--model", str(run), "--data", "typo.csv", "--output", "p.csv")
     assert r.returncode == 0, r
     assert pd.read_csv(tmp_path / "p.csv")["proba_1"].notna().all()
     (tmp_path / "p.csv").unlink()

@@ -23,7 +23,7 @@ from dnntune.config import (
     Task,
     parse_choice,
 )
-from dnntune.exceptions import DnntuneError
+from dnntune.exceptions import ConfigError, DnntuneError
 
 app = typer.Typer(
     help="Tune the hyperparameters of PyTorch MLPs on tabular data with Optuna.",
@@ -448,8 +448,14 @@ def refit_command(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Option(help="Run folder (or its model/ folder).")],
     data: Annotated[str, typer.Option(help="CSV/TSV(.gz)/Parquet file to predict.")],
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Run folder written by dnntune tune (or its model/ folder)."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="The run folder, as an option instead of RUN_DIR.")
+    ] = None,
     output: Annotated[Path, typer.Option(help="Predictions file (.csv, .tsv, .parquet).")] = Path(
         "predictions.csv"
     ),
@@ -463,8 +469,13 @@ def predict(
     from dnntune.data import load_table
     from dnntune.inference import load
 
+    if run_dir is not None and model is not None and run_dir != model:
+        raise ConfigError(f"two run folders given ({run_dir} and --model {model}); give one")
+    folder = run_dir or model
+    if folder is None:
+        raise ConfigError("name the run folder: dnntune predict runs/NAME --data FILE")
     _check_output_suffix(output)
-    predictor = load(model, refit=refit)
+    predictor = load(folder, refit=refit)
     frame = load_table(data).frame
     predictions = predictor.predict(frame, id_column=id_column)
     for msg in predictor.notes:

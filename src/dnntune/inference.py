@@ -75,13 +75,13 @@ class Predictor:
         for name in plan.numeric:
             bad = unparsed_values(frame[name])
             if len(bad):
-                what = "1 value that is not a number"
+                what, fix = "1 value that is not a number", "fix it or leave the cell empty"
                 if len(bad) > 1:
                     what = f"{len(bad)} values that are not numbers"
+                    fix = "fix them or leave those cells empty"
                 raise DataError(
                     f"the model reads column {name!r} as numbers, but the data has {what}, e.g. "
-                    f"{bad.iloc[0]!r} in data row {bad.index[0] + 1}; fix them or leave those "
-                    "cells empty (missing values)"
+                    f"{bad.iloc[0]!r} in data row {bad.index[0] + 1}; {fix} (a missing value)"
                 )
         for name in plan.datetime:
             self.notes += unparsed_dates_note(name, frame[name])
