@@ -136,6 +136,19 @@ def test_values_that_are_not_dates_are_noted() -> None:
     assert unparsed_dates_note("d", pd.Series(days[:200])) == []
 
 
+def test_dates_across_a_daylight_saving_change_are_read() -> None:
+    # Local times written with their UTC offset: +01:00, then +02:00 from 28 March 2021 on.
+    # pandas refuses to mix offsets; dnntune reads them in UTC (it crashed on them before).
+    hours = pd.date_range("2021-03-27", periods=60, freq="h", tz="Europe/Paris")
+    frame = pd.DataFrame({"d": hours.astype(str), "v": np.arange(60) % 7})
+    assert {s[-6:] for s in frame["d"]} == {"+01:00", "+02:00"}
+    plan = plan_columns(frame)
+    assert plan.datetime == ["d"] and plan.hints == []
+    out = Preprocessor(plan, numeric_bins=0).fit(frame).transform(frame)
+    steps = np.diff(out[:, 0])
+    np.testing.assert_allclose(steps, steps[0], rtol=1e-4)  # one hour apart, in UTC
+
+
 def test_date_strings_become_numeric() -> None:
     frame = pd.DataFrame(
         {"d": pd.date_range("2020-01-01", periods=60).astype(str).tolist(), "v": np.arange(60) % 7}

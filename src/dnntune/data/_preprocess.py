@@ -7,6 +7,7 @@ weights and loaded back without unpickling anything.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,8 +77,7 @@ def _looks_like_dates(col: pd.Series) -> bool:
         or not sample.str.contains(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}").all()
     ):
         return False
-    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
-    return bool(parsed.notna().mean() >= 0.95)
+    return bool(_parse_dates(sample).notna().mean() >= 0.95)
 
 
 def _mostly_numbers_hint(name: str, col: pd.Series) -> list[str]:
@@ -158,9 +158,25 @@ def _levels(col: pd.Series) -> np.ndarray:
     return result
 
 
+def _parse_dates(col: pd.Series) -> pd.Series:
+    """Date strings as datetimes (unparsable ones missing). Strings with different UTC offsets,
+    as a local time column has across a daylight-saving change, are converted to UTC: pandas
+    refuses to mix them (pandas 3 raises, pandas 2 returns objects, with a warning)."""
+    values = col.astype(object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        except ValueError:
+            parsed = None
+    if parsed is None or not pd.api.types.is_datetime64_any_dtype(parsed):
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+    return parsed
+
+
 def _to_days(col: pd.Series) -> np.ndarray:
     if not pd.api.types.is_datetime64_any_dtype(col):
-        col = pd.to_datetime(col.astype(object), errors="coerce", format="mixed")
+        col = _parse_dates(col)
     stamps = col.dt.tz_localize(None) if getattr(col.dt, "tz", None) is not None else col
     days = (stamps - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
     return days.to_numpy(dtype=float, na_value=np.nan)
