@@ -34,6 +34,12 @@ from dnntune.testing import synthetic_table
         ("t.tsv", lambda f, p: f.to_csv(p, sep="\t", index=False)),
         ("t.tsv.gz", lambda f, p: f.to_csv(p, sep="\t", index=False, compression="gzip")),
         ("t.parquet", lambda f, p: f.to_parquet(p, index=False)),
+        # The separator read from the header: .txt files, and a .csv written with semicolons
+        # and decimal commas (a spreadsheet in many locales) or with pipes.
+        ("t.txt", lambda f, p: f.to_csv(p, sep="\t", index=False)),
+        ("t.txt.gz", lambda f, p: f.to_csv(p, sep=";", index=False, compression="gzip")),
+        ("semi.csv", lambda f, p: f.to_csv(p, sep=";", decimal=",", index=False)),
+        ("pipe.csv", lambda f, p: f.to_csv(p, sep="|", index=False)),
     ],
 )
 def test_load_table_formats(tmp_path: Path, name: str, writer) -> None:
@@ -44,6 +50,14 @@ def test_load_table_formats(tmp_path: Path, name: str, writer) -> None:
     assert len(loaded) == 50
     np.testing.assert_allclose(loaded["x1"], frame["x1"])
     assert int(loaded["x2"].isna().sum()) == int(frame["x2"].isna().sum())
+
+
+def test_semicolons_and_decimal_commas_read_as_the_original(tmp_path: Path, credit_g) -> None:
+    frame = load_table(str(credit_g)).frame
+    assert frame["duration"].dtype == float  # so the file below holds "6,0"
+    frame.to_csv(tmp_path / "credit.csv", sep=";", decimal=",", index=False)
+    assert "6,0" in (tmp_path / "credit.csv").read_text()
+    pd.testing.assert_frame_equal(load_table(str(tmp_path / "credit.csv")).frame, frame)
 
 
 def test_hotel_file_reads_null_and_na_as_missing(hotel: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -28,9 +30,11 @@ _SUFFIXES = {
     ".tsv": "\t",
     ".tsv.gz": "\t",
     ".tab": "\t",
-    ".txt": None,
+    ".txt": None,  # the separator is read from the header line
     ".txt.gz": None,
 }
+_SEPARATORS = (",", ";", "\t", "|")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+(,\d+)?")
 _PARQUET = (".parquet", ".pq")
 
 
@@ -77,6 +81,38 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+def _header(path: Path) -> str:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        return f.readline(1 << 20)
+
+
+def _separator(path: Path, expected: str | None) -> str:
+    """The suffix's separator, unless the header line has none of it but another one: a
+    ".csv" written with semicolons, as spreadsheets do where the comma is the decimal mark."""
+    header = _header(path)
+    if expected is not None and expected in header:
+        return expected
+    counts = {sep: header.count(sep) for sep in _SEPARATORS}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] else expected or ","
+
+
+def _decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns of a semicolon-separated file that hold numbers written with a decimal comma
+    (and nothing else) as numbers."""
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_numeric_dtype(col) or not (
+            pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)
+        ):
+            continue
+        present = col.dropna().astype(str).str.strip()
+        if len(present) and present.str.fullmatch(_DECIMAL_COMMA).all():
+            frame[name] = pd.to_numeric(col.astype(str).str.replace(",", ".", regex=False))
+    return frame
+
+
 def load_table(source: str) -> LoadedTable:
     """Read ``source``: ``builtin:NAME``, or a CSV/TSV file (optionally gzipped) or Parquet file.
 
@@ -94,10 +130,10 @@ def load_table(source: str) -> LoadedTable:
         if suffix in _PARQUET:
             frame = pd.read_parquet(path)
         elif suffix in _SUFFIXES:
-            sep = _SUFFIXES[suffix]
-            frame = pd.read_csv(
-                path, sep=sep, engine="python" if sep is None else "c", low_memory=False
-            )
+            sep = _separator(path, _SUFFIXES[suffix])
+            frame = pd.read_csv(path, sep=sep, low_memory=False)
+            if sep == ";":
+                frame = _decimal_commas(frame)
         else:
             raise DataError(
                 f"cannot tell the format of {source!r} from its suffix {suffix!r}; "
