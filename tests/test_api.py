@@ -225,3 +225,58 @@ def test_numeric_bins_reach_the_model_inputs_and_can_be_turned_off(
         widths[bins] = result.model[0].in_features
     assert widths[0] == 11  # the 11 measured columns, standardized
     assert widths[32] > widths[0] + 11  # each column also has its bins
+
+
+OOM_SPACE = """\
+hidden_size: {choices: [16, 24]}
+num_layers: 1
+epochs: 2
+"""
+
+
+def test_a_trial_out_of_memory_fails_alone(
+    tmp_path: Path, credit_g: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A GPU that cannot hold hidden_size 24 (simulated: no GPU here, and the message is
+    # CUDA's). The trial fails with the reason recorded; the study goes on.
+    import dnntune.objective
+
+    real = dnntune.objective.make_mlp
+
+    def make_mlp(**kwargs):
+        if kwargs["hidden_size"] == 24:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB")
+        return real(**kwargs)
+
+    monkeypatch.setattr(dnntune.objective, "make_mlp", make_mlp)
+    result = dnntune.tune(
+        data=str(credit_g),
+        target=("target",),
+        trials=2,
+        folds=2,
+        sampler="grid",
+        space=str(write_space(tmp_path / "s.yaml", OOM_SPACE)),
+        output_dir=str(tmp_path / "run"),
+    )
+    trials = {t.params["hidden_size"]: t for t in result.study.trials}
+    failed = trials[24]
+    assert failed.state is optuna.trial.TrialState.FAIL
+    assert failed.user_attrs["fail_reason"] == (
+        "out of memory: CUDA out of memory. Tried to allocate 40.00 GiB"
+    )
+    assert trials[16].state is optuna.trial.TrialState.COMPLETE
+    assert result.best_params["hidden_size"] == 16
+
+
+def test_out_of_memory_is_told_from_other_errors() -> None:
+    from dnntune.objective import is_out_of_memory
+
+    try:  # a real failed allocation on the CPU: 4 EiB fits in no machine
+        torch.empty(1 << 60)
+    except RuntimeError as exc:
+        assert is_out_of_memory(exc), exc
+    else:
+        pytest.fail("allocated 4 EiB")
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not is_out_of_memory(ValueError("out of memory"))  # only PyTorch's errors

@@ -348,3 +348,49 @@ def test_wine_as_regression_and_multiclass(cli, tmp_path: Path, wine: Path) -> N
         summary = json.loads((tmp_path / task / "summary.json").read_text())
         assert summary["task"] == task and summary["metric"] == metric
         assert ("of the rows repeat another row's features" in r.stderr) == (not group)
+
+
+def _allocation_of_64_gib_fails() -> bool:
+    """Linux refuses (rather than overcommits) an allocation larger than its RAM and swap."""
+    try:
+        mode = Path("/proc/sys/vm/overcommit_memory").read_text().strip()
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return False
+    kib = {line.split(":")[0]: int(line.split()[1]) for line in lines}
+    return mode == "0" and kib.get("MemTotal", 0) + kib.get("SwapTotal", 0) < 60 * 2**20
+
+
+@pytest.mark.skipif(
+    not _allocation_of_64_gib_fails(), reason="this machine could allocate 64 GiB and try"
+)
+def test_a_trial_too_large_for_memory_fails_and_the_study_goes_on(
+    cli, tmp_path: Path, credit_g: Path
+) -> None:
+    # 64 networks with a 16384 x 16384 layer each: 64 GiB of weights, refused by the CPU.
+    (tmp_path / "big.yaml").write_text(
+        "hidden_size: {choices: [16, 16384]}\nnum_layers: 2\nensemble_size: 64\nepochs: 1\n"
+    )
+    r = cli(
+        "tune",
+        "--data",
+        str(credit_g),
+        "--target",
+        "target",
+        "--space",
+        "big.yaml",
+        "--sampler",
+        "grid",
+        "--trials",
+        "2",
+        "--no-report",
+        *QUICK,
+    )
+    assert r.returncode == 0, r
+    assert "Traceback" not in r.stderr
+    assert (
+        "because of the following error: out of memory on cpu at num_layers=2, "
+        "hidden_size=16384, ensemble_size=64; the study goes on" in r.stderr
+    )
+    assert "2 trials (1 complete, 1 fail)" in r.stdout
+    assert "'hidden_size': 16}" in r.stdout

@@ -6,7 +6,6 @@ on one line (``error: ...``) with exit code 2 and no traceback.
 
 from __future__ import annotations
 
-import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dnntune._logs import quiet_expected_failures
 from dnntune.config import (
     NUMERIC_BINS,
     BinEncoding,
@@ -606,17 +606,6 @@ class _Interrupted(KeyboardInterrupt):
         return "interrupted (Ctrl-C or SIGTERM)"
 
 
-class _NoInterruptTraceback(logging.Filter):
-    """Optuna logs the trial an interrupt ends as failed, with the interrupt's traceback: a
-    page of library frames for a deliberate Ctrl-C. Keep the line, drop the traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
 def _interrupt(signum: int, frame: object) -> None:
     # SIGTERM ends a run like Ctrl-C: Optuna marks the running trial failed, outputs are written.
     raise _Interrupted
@@ -629,10 +618,7 @@ def _catch_signals() -> None:
 
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    # The logger that reports failed trials (a filter on a parent would not see its records).
-    trials_logger = logging.getLogger("optuna.study._optimize")
-    if not any(isinstance(f, _NoInterruptTraceback) for f in trials_logger.filters):
-        trials_logger.addFilter(_NoInterruptTraceback())
+    quiet_expected_failures()
 
 
 def main() -> None:

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ConfigError", "DataError", "DnntuneError", "SpaceError", "StorageError"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DnntuneError",
+    "SpaceError",
+    "StorageError",
+    "TrialOutOfMemory",
+]
 
 
 class DnntuneError(Exception):
@@ -36,3 +43,11 @@ class SpaceError(DnntuneError):
         n = len(self.problems)
         head = f"invalid search space {source}: {n} problem{'s' if n != 1 else ''}"
         super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
+
+
+class TrialOutOfMemory(Exception):
+    """A trial's configuration did not fit in the device's memory: not bad input, and not the
+    end of the study, which marks the trial failed and continues (``optimize(catch=...)``)."""
+
+    def __repr__(self) -> str:  # how Optuna names the error in its "Trial N failed" line
+        return str(self)

@@ -10,6 +10,7 @@ trial keeps its reported values, which the samplers use.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import warnings
@@ -26,6 +27,7 @@ from torch import nn
 from dnntune.config import NUMERIC_BINS, BinEncoding, Task
 from dnntune.data import Dataset, Preprocessor
 from dnntune.engine import FoldTensors, Metric, fit, predict_outputs
+from dnntune.exceptions import TrialOutOfMemory
 from dnntune.model import make_mlp
 from dnntune.space import FixedParam, IntParam, SearchSpace, suggest
 
@@ -33,9 +35,11 @@ __all__ = [
     "BestModel",
     "Objective",
     "PreparedFold",
+    "TrialOutOfMemory",
     "auto_batch_size",
     "cv_step",
     "epoch_slot",
+    "is_out_of_memory",
     "prepare_fold",
     "running_estimate",
 ]
@@ -143,6 +147,20 @@ def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+# The parameters that decide a trial's memory, named when it runs out.
+OOM_PARAMS = ("num_layers", "hidden_size", "batch_size", "ensemble_size")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is PyTorch failing to allocate memory, on a GPU or on the CPU."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
+
+
 class Objective:
     """Callable objective for ``study.optimize``. Keeps the best trial's fold models."""
 
@@ -217,6 +235,27 @@ class Objective:
         return predict_outputs(model.to(self.device), fold.tensors.x_valid)
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
+        """Train the trial's configuration on the folds; a configuration that does not fit in
+        memory fails alone (:class:`TrialOutOfMemory`), with its memory released."""
+        try:
+            return self._run(trial)
+        except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA) is one too
+            if not is_out_of_memory(exc):
+                raise
+            reason = str(exc).splitlines()[0][:300]
+        # Outside the except block: the traceback, whose frames held the model, is gone.
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        trial.set_user_attr("fail_reason", f"out of memory: {reason}")
+        params = suggest(trial, self.space)  # the values the trial drew (or was fixed to)
+        sizes = ", ".join(f"{k}={params[k]}" for k in OOM_PARAMS if params.get(k) is not None)
+        raise TrialOutOfMemory(
+            f"out of memory on {self.device.type} at {sizes}; the study goes on (narrow the "
+            "space's sizes to avoid such trials)"
+        )
+
+    def _run(self, trial: optuna.trial.Trial) -> float:
         params = suggest(trial, self.space)
         d_out = self.dataset.target.n_outputs if self.dataset.task is not Task.BINARY else 1
         scores: list[float] = []

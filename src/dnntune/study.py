@@ -15,11 +15,12 @@ from typing import Any
 import optuna
 from torch import nn
 
+from dnntune._logs import quiet_expected_failures
 from dnntune.artifacts import atomic_path, save_model, torch_versions, write_json
 from dnntune.config import SamplerName, TuneConfig, stored_identity
 from dnntune.data import Dataset, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
-from dnntune.exceptions import StorageError
+from dnntune.exceptions import StorageError, TrialOutOfMemory
 from dnntune.objective import BestModel, Objective
 from dnntune.pruners import make_pruner
 from dnntune.samplers import make_sampler, silence_experimental_warnings
@@ -326,6 +327,7 @@ def tune(
         wall = time.monotonic() - t0
         _write_outputs(study, config, dataset, metric, run_dir, wall)
         return TuneResult(study, metric, run_dir, None, notes, wall, dataset)
+    quiet_expected_failures()
     try:
         callbacks = [AutoStop(note)] if config.auto_stop else []
         if config.auto_stop and objective.n_folds < 2:
@@ -343,6 +345,7 @@ def tune(
                     timeout=timeout,
                     gc_after_trial=False,
                     callbacks=callbacks,
+                    catch=(TrialOutOfMemory,),
                 )
         elif remaining != 0:
             timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -353,6 +356,7 @@ def tune(
                 show_progress_bar=show_progress,
                 gc_after_trial=False,
                 callbacks=callbacks,
+                catch=(TrialOutOfMemory,),
             )
     finally:
         wall = time.monotonic() - t0

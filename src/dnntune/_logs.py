@@ -1,0 +1,31 @@
+"""Optuna's log lines for trials that end in an expected way, without their tracebacks."""
+
+from __future__ import annotations
+
+import logging
+
+from dnntune.exceptions import TrialOutOfMemory
+
+__all__ = ["quiet_expected_failures"]
+
+# The logger that reports failed trials (a filter on a parent would not see its records).
+_TRIALS_LOGGER = "optuna.study._optimize"
+
+
+class _NoExpectedTraceback(logging.Filter):
+    """Optuna logs a failed trial with its error's traceback. For an interrupt (a deliberate
+    Ctrl-C) or a configuration too large for memory that is a page of library frames that
+    says nothing the line does not: keep the line, drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt | TrialOutOfMemory):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_expected_failures() -> None:
+    """Install the filter once (idempotent)."""
+    logger = logging.getLogger(_TRIALS_LOGGER)
+    if not any(isinstance(f, _NoExpectedTraceback) for f in logger.filters):
+        logger.addFilter(_NoExpectedTraceback())
