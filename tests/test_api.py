@@ -266,6 +266,9 @@ def test_a_trial_out_of_memory_fails_alone(
     )
     assert trials[16].state is optuna.trial.TrialState.COMPLETE
     assert result.best_params["hidden_size"] == 16
+    # The failed trial's epochs are not counted as saved: the budget is the other trial's.
+    epochs = json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"]
+    assert epochs["budget"] == 2 * 2 and epochs["run"] == trials[16].user_attrs["epochs_run"]
 
 
 def test_out_of_memory_is_told_from_other_errors() -> None:

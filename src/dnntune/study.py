@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 from torch import nn
 
 from dnntune._logs import quiet_expected_failures
@@ -384,12 +385,15 @@ def _write_outputs(
         for t in trials
     )
     best = study.best_trial if has_best else None
-    run = sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials)
-    budget = sum(int(t.user_attrs.get("epochs_budget", 0)) for t in trials)
+    # Epochs saved by early stopping and pruning: of the trials that ended that way, not of
+    # failed ones (out of memory, interrupted), which record no epochs run.
+    ended = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    run = sum(int(t.user_attrs.get("epochs_run", 0)) for t in ended)
+    budget = sum(int(t.user_attrs.get("epochs_budget", 0)) for t in ended)
     pruned_saved = sum(
         int(t.user_attrs.get("epochs_budget", 0)) - int(t.user_attrs.get("epochs_run", 0))
-        for t in trials
-        if t.state is optuna.trial.TrialState.PRUNED
+        for t in ended
+        if t.state is TrialState.PRUNED
     )
     epochs = {
         "run": run,
