@@ -191,7 +191,6 @@ def tune(
     import optuna
 
     from dnntune.config import TuneConfig
-    from dnntune.parallel import tune as run_tune
     from dnntune.storage import storage_from_env
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
@@ -229,6 +228,8 @@ def tune(
             jobs=jobs,
             auto_stop=auto_stop,
         )
+        from dnntune.parallel import tune as run_tune  # PyTorch: after the options are checked
+
         result = run_tune(
             config, show_progress=progress, on_note=lambda msg: typer.echo(f"note: {msg}", err=True)
         )
@@ -465,16 +466,17 @@ def predict(
     ] = False,
 ) -> None:
     """Predict with a tuned model: class probabilities and labels, or values."""
-    from dnntune.artifacts import atomic_path
-    from dnntune.data import load_table
-    from dnntune.inference import load
-
     if run_dir is not None and model is not None and run_dir != model:
         raise ConfigError(f"two run folders given ({run_dir} and --model {model}); give one")
     folder = run_dir or model
     if folder is None:
         raise ConfigError("name the run folder: dnntune predict runs/NAME --data FILE")
     _check_output_suffix(output)
+
+    from dnntune.artifacts import atomic_path
+    from dnntune.data import load_table
+    from dnntune.inference import load
+
     predictor = load(folder, refit=refit)
     frame = load_table(data).frame
     predictions = predictor.predict(frame, id_column=id_column)

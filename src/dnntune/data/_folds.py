@@ -6,7 +6,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
 from dnntune.config import Task
 from dnntune.data._target import Target
@@ -36,6 +35,9 @@ def assign_folds(
             f"--group-duplicates with --folds={n_folds} needs at least {n_folds} distinct rows, "
             f"but the table has {n_groups}; use fewer folds"
         )
+    # Imported here: scikit-learn takes seconds to import, which input errors need not wait for.
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
     folds = np.empty(n, dtype=np.int64)
     strat = target.stratify
     if strat is not None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.special import expit, softmax
-from sklearn import metrics as skm
 
 from dnntune.config import MetricName, Task, parse_choice
 from dnntune.exceptions import ConfigError
@@ -47,16 +46,24 @@ def predictions_from_outputs(
     return to_predictions(outputs, task)
 
 
+def _skm() -> Any:
+    """scikit-learn's metrics, imported on first use: scikit-learn takes seconds to import, and
+    predict, show and report, and any input error, never compute a metric."""
+    from sklearn import metrics
+
+    return metrics
+
+
 def _binary_proba(p: np.ndarray) -> np.ndarray:
     return p[:, 0] if p.ndim == 2 else p
 
 
 def _roc_auc(y: np.ndarray, p: np.ndarray, task: Task) -> float:
     if task is Task.BINARY:
-        return float(skm.roc_auc_score(y, _binary_proba(p)))
+        return float(_skm().roc_auc_score(y, _binary_proba(p)))
     if task is Task.MULTICLASS:
         return float(
-            skm.roc_auc_score(
+            _skm().roc_auc_score(
                 y, p, multi_class="ovr", average="macro", labels=np.arange(p.shape[1])
             )
         )
@@ -64,13 +71,13 @@ def _roc_auc(y: np.ndarray, p: np.ndarray, task: Task) -> float:
     defined = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
     if not defined:
         return math.nan
-    return float(np.mean([skm.roc_auc_score(y[:, j], p[:, j]) for j in defined]))
+    return float(np.mean([_skm().roc_auc_score(y[:, j], p[:, j]) for j in defined]))
 
 
 def _logloss(y: np.ndarray, p: np.ndarray, task: Task) -> float:
     if task is Task.BINARY:
-        return float(skm.log_loss(y, _binary_proba(p), labels=[0, 1]))
-    return float(skm.log_loss(y, p, labels=np.arange(p.shape[1])))
+        return float(_skm().log_loss(y, _binary_proba(p), labels=[0, 1]))
+    return float(_skm().log_loss(y, p, labels=np.arange(p.shape[1])))
 
 
 def _accuracy(y: np.ndarray, p: np.ndarray, task: Task) -> float:
@@ -88,7 +95,7 @@ def _mae(y: np.ndarray, p: np.ndarray, task: Task) -> float:
 
 
 def _r2(y: np.ndarray, p: np.ndarray, task: Task) -> float:
-    return float(skm.r2_score(y, p.reshape(y.shape)))
+    return float(_skm().r2_score(y, p.reshape(y.shape)))
 
 
 @dataclass(frozen=True)
