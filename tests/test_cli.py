@@ -10,7 +10,8 @@ import pytest
 
 from dnntune.testing import TINY_SPACE, synthetic_table
 
-QUICK = ("--folds", "3", "--max-folds", "2", "--no-progress")
+QUICK_WITH_REPORT = ("--folds", "3", "--max-folds", "2", "--no-progress")
+QUICK = (*QUICK_WITH_REPORT, "--no-report")  # the report costs seconds; test_report has it
 
 
 def _space(tmp_path: Path) -> str:
@@ -201,11 +202,12 @@ def test_multiclass_regression_and_multilabel(cli, tmp_path: Path) -> None:
             _space(tmp_path),
             "--output-dir",
             task,
-            *QUICK,
+            *QUICK_WITH_REPORT,  # the report of each task
         )
         assert r.returncode == 0, r
         summary = json.loads((tmp_path / task / "summary.json").read_text())
         assert summary["task"] == task
+        assert (tmp_path / task / "report.html").stat().st_size > 0
         assert (
             summary["metric"]
             == {"multiclass": "logloss", "regression": "rmse", "multilabel": "roc_auc"}[task]
@@ -226,7 +228,7 @@ def test_fold_seed_keeps_the_folds_of_another_seed(cli, tmp_path: Path, credit_g
     r = cli(
         "tune", "--data", str(credit_g), "--target", "target", "--seed", "1",
         "--fold-seed", "7", "--trials", "1", "--space", _space(tmp_path), "--output-dir", "run",
-        "--no-report", *QUICK,
+        *QUICK,
     )  # fmt: skip
     assert r.returncode == 0, r
     model = tmp_path / "run" / "model"
@@ -373,7 +375,6 @@ def test_a_trial_too_large_for_memory_fails_and_the_study_goes_on(
         "grid",
         "--trials",
         "2",
-        "--no-report",
         *QUICK,
     )
     assert r.returncode == 0, r
