@@ -230,6 +230,8 @@ def test_signals_end_cleanly_and_the_run_resumes(
     first = _study(url, "sig").get_trials()
     assert first and not [t for t in first if t.state is TrialState.RUNNING]
     assert first[-1].state is TrialState.FAIL
+    if sig is signal.SIGINT:
+        return  # the same handler: resuming is checked once, after SIGTERM
     again = subprocess.run(
         cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
     )
