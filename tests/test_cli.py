@@ -232,6 +232,7 @@ def test_fold_seed_keeps_the_folds_of_another_seed(cli, tmp_path: Path, credit_g
         *QUICK,
     )  # fmt: skip
     assert r.returncode == 0, r
+    assert "Study 'credit_g-target': 1 trial (1 complete) in " in r.stdout
     model = tmp_path / "run" / "model"
     oof = pd.read_csv(model / json.loads((model / "manifest.json").read_text())["oof_predictions"])
     validated = oof["fold"].to_numpy()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import optuna
@@ -8,6 +9,7 @@ import pytest
 from dnntune.exceptions import SpaceError
 from dnntune.space import (
     CategoricalParam,
+    FixedParam,
     FloatParam,
     IntParam,
     default_space,
@@ -27,6 +29,24 @@ def test_default_space_is_the_classic_one() -> None:
     assert isinstance(hidden, IntParam) and (hidden.low, hidden.high) == (16, 128)
     lr = space.params["learning_rate"]
     assert isinstance(lr, FloatParam) and lr.log and (lr.low, lr.high) == (1e-5, 1e-3)
+
+
+def test_readme_spaces_are_the_shipped_example_files() -> None:
+    """Each YAML space the README shows is a file in examples/ (so its commands run as
+    printed), and loads; classic4 is the default space with 4 networks per fold."""
+    root = Path(__file__).resolve().parents[1]
+    blocks = re.findall(r"```yaml\n(.*?)```", (root / "README.md").read_text(), re.S)
+    shipped = {p.name: p.read_text() for p in (root / "examples").glob("*.yaml")}
+    assert len(blocks) == len(shipped) == 2
+    for block in blocks:
+        name = block.splitlines()[0].removeprefix("# examples/").split(":")[0]
+        assert shipped.get(name) == block, name
+    classic4 = load_space(root / "examples" / "classic4.yaml")
+    assert dict(classic4.tuned) == dict(default_space().params)
+    assert classic4.params["ensemble_size"] == FixedParam("ensemble_size", 4)
+    assert load_space(root / "examples" / "space.yaml").tuned.keys() == {
+        "optimizer", "num_layers", "hidden_size", "learning_rate", "weight_decay"
+    }  # fmt: skip
 
 
 def test_suggest_stores_plain_strings_and_fills_fixed_values() -> None:

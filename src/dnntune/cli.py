@@ -258,8 +258,9 @@ def _print_result(result: object) -> None:
     for t in study.get_trials(deepcopy=False):
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    total = sum(states.values())
     typer.echo(
-        f"Study {study.study_name!r}: {sum(states.values())} trials ({counts}) "
+        f"Study {study.study_name!r}: {total} trial{'' if total == 1 else 's'} ({counts}) "
         f"in {result.wall_time_s:.1f} s"
     )
     try:
