@@ -166,7 +166,7 @@ def test_a_study_from_before_the_bins_resumes_only_without_them(
     stored = first.study.user_attrs[CONFIG_ATTR]
     # What the first dnntune stored: no numeric_bins (it had none), no bin_encoding, no
     # group_duplicates, no fold_seed (its folds came from the seed).
-    later = ("numeric_bins", "bin_encoding", "group_duplicates", "fold_seed")
+    later = ("numeric_bins", "bin_encoding", "group_duplicates", "fold_seed", "categorical")
     old = {k: v for k, v in stored.items() if k not in later}
     first.study.set_user_attr(CONFIG_ATTR, old)
     with pytest.raises(StorageError, match=r"numeric_bins: 0, now 32"):
@@ -202,6 +202,38 @@ def test_a_study_from_before_the_bins_resumes_only_without_them(
     assert TuneConfig.from_stored({"data": "x.csv"}).numeric_bins == 0
     stored_16 = TuneConfig.from_stored({"data": "x.csv", "numeric_bins": 16})
     assert (stored_16.numeric_bins, stored_16.bin_encoding) == (16, "onehot")
+
+
+def test_categorical_columns_are_one_hot_in_the_saved_model_and_part_of_the_study(
+    tmp_path: Path, credit_g: Path
+) -> None:
+    from dnntune.data import load_table
+    from dnntune.exceptions import StorageError
+
+    settings = {
+        "data": str(credit_g),
+        "target": "target",
+        "folds": 2,
+        "max_folds": 1,
+        "space": str(write_space(tmp_path / "s.yaml")),
+        "output_dir": str(tmp_path / "run"),
+    }
+    result = dnntune.tune(trials=1, categorical="duration", **settings)
+    pre = load_model(tmp_path / "run").preprocessors[0]
+    assert "duration" in pre.plan.categorical and "duration" not in pre.plan.numeric
+    assert "duration=12" in pre.feature_names_  # months as a level, not a quantity
+    assert not any(n.startswith("duration__bin") for n in pre.feature_names_)
+    frame = load_table(str(credit_g)).frame
+    proba = dnntune.load(tmp_path / "run").predict(frame)["proba_1"].to_numpy()
+    # The same months read as text (as a column with a word in it is) are the same levels.
+    as_text = frame.assign(duration=frame["duration"].astype(int).astype(str))
+    again = dnntune.load(tmp_path / "run").predict(as_text)["proba_1"].to_numpy()
+    np.testing.assert_allclose(again, proba, rtol=1e-6)
+    refused = r"different settings \(categorical: \['duration'\], now \[\]\)"
+    with pytest.raises(StorageError, match=refused):
+        dnntune.tune(trials=1, **settings)
+    same = dnntune.tune(trials=1, categorical=("duration",), **settings)
+    assert same.study.trials == result.study.trials
 
 
 def test_numeric_bins_reach_the_model_inputs_and_can_be_turned_off(

@@ -35,9 +35,14 @@ def test_missing_target_lists_close_names(cli, tmp_path: Path, credit_g: Path) -
     )
 
 
-def test_missing_drop_column(cli, tmp_path: Path, credit_g: Path) -> None:
-    r = cli("tune", "--data", str(credit_g), "--target", "target", "--drop", "agee")
-    _assert_clean_failure(r, tmp_path, "--drop column 'agee' not in the table (did you mean 'age'")
+@pytest.mark.parametrize("option", ["--drop", "--categorical"])
+def test_missing_drop_or_categorical_column(
+    cli, tmp_path: Path, credit_g: Path, option: str
+) -> None:
+    r = cli("tune", "--data", str(credit_g), "--target", "target", option, "agee")
+    _assert_clean_failure(
+        r, tmp_path, f"{option} column 'agee' not in the table (did you mean 'age'"
+    )
 
 
 def test_empty_table(cli, tmp_path: Path) -> None:

@@ -118,6 +118,33 @@ def test_plan_reports_id_like_and_constant_columns() -> None:
     assert plan.categorical == ["color"] and plan.numeric == ["x1", "x2"]
 
 
+def test_named_columns_are_categorical_whatever_their_values() -> None:
+    frame = synthetic_table(100).drop(columns="y")
+    frame["zip"] = np.arange(100) % 40 * 1000 + 10001  # 40 codes: numbers, not quantities
+    assert "zip" in plan_columns(frame).numeric
+    plan = plan_columns(frame, categorical=("zip", "row_id", "const", "x1"))
+    assert plan.categorical == ["x1", "color", "row_id", "zip"] and plan.numeric == ["x2"]
+    assert "constant" in plan.dropped["const"]  # a constant column still says nothing
+    pre = Preprocessor(plan, min_frequency=1, max_levels=100).fit(frame)
+    assert "zip=10001" in pre.feature_names_
+    x = pre.transform(frame)
+    codes = frame.assign(zip=frame["zip"].astype(float))
+    codes.loc[0, "zip"] = np.nan  # a missing value turns a code column into floats
+    y = pre.transform(codes)
+    np.testing.assert_array_equal(x[1:], y[1:])  # 10002.0 is the level 10002
+    assert y[0, pre.feature_names_.index("zip=__other__")] == 1.0
+
+
+def test_categorical_must_name_feature_columns() -> None:
+    table = LoadedTable(synthetic_table(30), "mem")
+    with pytest.raises(DataError, match=r"--categorical column 'colr' not in the table \(did"):
+        build_dataset(table, target=("y",), categorical=("colr",))
+    with pytest.raises(DataError, match=r"--categorical column 'y' is not a feature"):
+        build_dataset(table, target=("y",), categorical=("y",))
+    ds = build_dataset(table, target=("y",), categorical=("x1",))
+    assert "x1" in ds.plan.categorical
+
+
 def test_a_few_words_in_a_column_of_numbers_are_noted_and_found() -> None:
     numbers = [f"{v / 10:.1f}" for v in range(60)]
     frame = pd.DataFrame({"x": [*numbers[:40], "abc", *numbers[41:]], "c": ["a", "b", "c"] * 20})

@@ -59,6 +59,14 @@ FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of cross-validati
 DropOpt = Annotated[
     list[str] | None, typer.Option("--drop", help="Columns to ignore (comma-separated).")
 ]
+CategoricalOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--categorical",
+        help="Columns to one-hot encode whatever their values, e.g. numeric codes "
+        "(comma-separated).",
+    ),
+]
 TaskOpt = Annotated[str | None, typer.Option("--task", help=f"Force the task: {_choices(Task)}.")]
 MetricOpt = Annotated[
     str | None,
@@ -102,6 +110,7 @@ def _parsed_options(
     *,
     target: list[str] | None,
     drop: list[str] | None,
+    categorical: list[str] | None,
     task: str | None,
     metric: str | None,
     pruner: str,
@@ -112,6 +121,7 @@ def _parsed_options(
     return {
         "target": _split(target),
         "drop": _split(drop),
+        "categorical": _split(categorical),
         "task": parse_choice(Task, task, "task") if task else None,
         "metric": parse_choice(MetricName, metric, "metric") if metric else None,
         "pruner": parse_choice(PrunerName, pruner, "pruner"),
@@ -125,6 +135,7 @@ def tune(
     data: DataOpt = "builtin:breast_cancer",
     target: TargetOpt = None,
     drop: DropOpt = None,
+    categorical: CategoricalOpt = None,
     task: TaskOpt = None,
     metric: MetricOpt = None,
     folds: FoldsOpt = 5,
@@ -202,6 +213,7 @@ def tune(
             **_parsed_options(
                 target=target,
                 drop=drop,
+                categorical=categorical,
                 task=task,
                 metric=metric,
                 pruner=pruner,
@@ -365,6 +377,7 @@ def compare_command(
     data: DataOpt = "builtin:breast_cancer",
     target: TargetOpt = None,
     drop: DropOpt = None,
+    categorical: CategoricalOpt = None,
     task: TaskOpt = None,
     metric: MetricOpt = None,
     folds: FoldsOpt = 5,
@@ -402,6 +415,7 @@ def compare_command(
         **_parsed_options(
             target=target,
             drop=drop,
+            categorical=categorical,
             task=task,
             metric=metric,
             pruner=pruner,

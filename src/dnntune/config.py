@@ -116,6 +116,7 @@ class TuneConfig:
     data: str = "builtin:breast_cancer"
     target: tuple[str, ...] = ()
     drop: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()  # feature columns one-hot encoded whatever their values
     task: Task | None = None
     metric: MetricName | None = None
     folds: int = 5
@@ -155,7 +156,7 @@ class TuneConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, enum):
                 object.__setattr__(self, name, parse_choice(enum, value, what))
-        for name in ("target", "drop"):
+        for name in ("target", "drop", "categorical"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(v.strip() for v in value.split(",") if v.strip())
@@ -241,6 +242,7 @@ class TuneConfig:
             "data",
             "target",
             "drop",
+            "categorical",
             "task",
             "metric",
             "folds",
@@ -261,7 +263,7 @@ class TuneConfig:
         version used, not today's default; unknown keys are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         values = {**BEFORE_THEY_EXISTED, **{k: v for k, v in stored.items() if k in names}}
-        for key in ("target", "drop"):
+        for key in ("target", "drop", "categorical"):
             values[key] = tuple(values.get(key) or ())
         values.update(overrides)
         return cls(**values)
@@ -272,6 +274,7 @@ BEFORE_THEY_EXISTED: dict[str, Any] = {
     "numeric_bins": 0,
     "bin_encoding": BinEncoding.ONEHOT.value,
     "group_duplicates": False,
+    "categorical": [],
 }
 
 

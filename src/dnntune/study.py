@@ -143,7 +143,7 @@ def _load_study(
 
 def _difference(key: str, stored: Any, wanted: Any) -> str:
     """One setting that differs, for the refusal to resume: values, or the space's parameters."""
-    if isinstance(wanted, int | float | str | None):
+    if isinstance(wanted, int | float | str | list | None):  # lists: the column settings
         return f"{key}: {stored!r}, now {wanted!r}"
     if key == "space" and isinstance(stored, dict):
         changed = []

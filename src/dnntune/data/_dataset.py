@@ -65,8 +65,12 @@ def build_dataset(
     fold_column: str | None = None,
     seed: int = 42,
     group_duplicates: bool = False,
+    categorical: tuple[str, ...] = (),
 ) -> Dataset:
     """Validate the column choices, encode the target and assign folds.
+
+    ``categorical`` names feature columns to one-hot encode whatever their values (see
+    :func:`plan_columns`).
 
     ``group_duplicates`` keeps rows with identical features in one fold, so a validation fold
     never holds a copy of a training row; without it, a note reports their share when it is
@@ -81,11 +85,18 @@ def build_dataset(
         )
     _check_columns(frame, target, "--target")
     _check_columns(frame, drop, "--drop")
+    _check_columns(frame, categorical, "--categorical")
     if fold_column is not None:
         _check_columns(frame, (fold_column,), "--fold-column")
     clash = set(target) & ({*drop} | {fold_column})
     if clash:
         raise DataError(f"column {short_list(sorted(clash))} is both the target and dropped")
+    unused = sorted(set(categorical) & {*target, *drop, fold_column})
+    if unused:
+        raise DataError(
+            f"--categorical column {short_list(unused)} is not a feature (it is the target, "
+            "dropped or the fold column); name feature columns only"
+        )
 
     notes: list[str] = []
     y = frame[list(target)]
@@ -104,7 +115,7 @@ def build_dataset(
     features = frame[[c for c in frame.columns if c not in excluded]]
     if features.shape[1] == 0:
         raise DataError("no feature columns left after removing the target and --drop columns")
-    plan = plan_columns(features)
+    plan = plan_columns(features, categorical)
     if not plan.features:
         raise DataError(
             "every feature column was dropped as constant or ID-like: " + "; ".join(plan.notes())
@@ -140,6 +151,7 @@ def dataset_from_config(config: TuneConfig) -> Dataset:
         fold_column=config.fold_column,
         seed=config.split_seed,
         group_duplicates=config.group_duplicates,
+        categorical=config.categorical,
     )
 
 

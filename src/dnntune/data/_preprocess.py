@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,8 +110,13 @@ def unparsed_dates_note(name: str, col: pd.Series) -> list[str]:
     ]
 
 
-def plan_columns(frame: pd.DataFrame) -> ColumnPlan:
-    """Decide each feature column's role from the whole table (no target, no statistics kept)."""
+def plan_columns(frame: pd.DataFrame, categorical: Collection[str] = ()) -> ColumnPlan:
+    """Decide each feature column's role from the whole table (no target, no statistics kept).
+
+    Columns named in ``categorical`` are categorical whatever their values (codes such as an
+    agent or product number, which would otherwise be read as quantities or, with a distinct
+    value in most rows, dropped as IDs); only a constant one is still dropped.
+    """
     plan = ColumnPlan()
     n = len(frame)
     for name in frame.columns:
@@ -118,7 +124,7 @@ def plan_columns(frame: pd.DataFrame) -> ColumnPlan:
         n_unique = col.nunique(dropna=False)
         if n_unique <= 1:
             plan.dropped[name] = "constant (one value in every row)"
-        elif pd.api.types.is_bool_dtype(col):
+        elif name in categorical or pd.api.types.is_bool_dtype(col):
             plan.categorical.append(name)
         elif pd.api.types.is_datetime64_any_dtype(col):
             plan.datetime.append(name)
