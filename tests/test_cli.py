@@ -278,17 +278,26 @@ def test_fold_file_round_trip(cli, tmp_path: Path, credit_g: Path) -> None:
 
 def test_fold_file_keeps_duplicate_rows_together(cli, tmp_path: Path, wine: Path) -> None:
     # The white wines repeat rows: plain folds split copies of a row, grouped folds never do.
+    # With --drop, as tune takes it, rows are copies when the other columns are equal.
     spans = {}
-    for name, group in (("plain", []), ("grouped", ["--group-duplicates"])):
+    variants = {
+        "plain": [],
+        "grouped": ["--group-duplicates"],
+        "dropped": ["--group-duplicates", "--drop", "alcohol"],
+    }
+    for name, options in variants.items():
         out = f"{name}.csv"
-        r = cli("folds", "--data", str(wine), "--target", "target", "--output", out, *group)
+        r = cli("folds", "--data", str(wine), "--target", "target", "--output", out, *options)
         assert r.returncode == 0, r
         frame = pd.read_csv(tmp_path / out)
-        features = [c for c in frame.columns if c not in ("target", "kfold")]
-        folds_per_row = frame.groupby(features, dropna=False).kfold.nunique()
-        spans[name] = int((folds_per_row > 1).sum())
-        assert sorted(frame.kfold.unique()) == [0, 1, 2, 3, 4]
-    assert spans["plain"] > 0 and spans["grouped"] == 0
+        for ignored in ((), ("alcohol",)):
+            columns = ("target", "kfold", *ignored)
+            features = [c for c in frame.columns if c not in columns]
+            folds_per_row = frame.groupby(features, dropna=False).kfold.nunique()
+            spans[name, ignored] = int((folds_per_row > 1).sum())
+        assert sorted(frame.kfold.unique()) == [0, 1, 2, 3, 4] and "alcohol" in frame.columns
+    assert spans["plain", ()] > 0 and spans["grouped", ()] == 0
+    assert spans["grouped", ("alcohol",)] > 0 and spans["dropped", ("alcohol",)] == 0
 
 
 @pytest.mark.parametrize(

@@ -302,6 +302,17 @@ def test_fold_table_adds_column() -> None:
     assert sorted(out["kfold"].unique()) == [0, 1, 2, 3]
 
 
+def test_fold_table_splits_the_folds_tune_splits() -> None:
+    frame = synthetic_table(60)
+    frame["y"] = frame["y"].astype(float)  # 0/1: binary, or a regression with --task
+    table = LoadedTable(frame, "mem")
+    for task in (None, Task.REGRESSION):  # stratified, then plain shuffled K-fold
+        written = fold_table(table, target=("y",), folds=4, task=task)["kfold"].to_numpy()
+        tuned = build_dataset(table, target=("y",), folds=4, task=task).folds
+        np.testing.assert_array_equal(written, tuned)
+    assert not (written == fold_table(table, target=("y",), folds=4)["kfold"]).all()
+
+
 def test_missing_target_rows_are_dropped_with_a_note() -> None:
     frame = synthetic_table(60)
     frame.loc[:4, "y"] = np.nan

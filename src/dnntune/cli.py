@@ -307,6 +307,9 @@ def folds(
     ] = Path("train_folds.csv"),
     fold_column: Annotated[str, typer.Option(help="Name of the fold column.")] = "kfold",
     group_duplicates: GroupDuplicatesOpt = False,
+    drop: DropOpt = None,
+    categorical: CategoricalOpt = None,
+    task: TaskOpt = None,
 ) -> None:
     """Write the table with a fold column (stratified for classification), e.g. train_folds.csv."""
     from dnntune.artifacts import atomic_path
@@ -320,6 +323,9 @@ def folds(
         seed=seed,
         column=fold_column,
         group_duplicates=group_duplicates,
+        drop=_split(drop),
+        categorical=_split(categorical),
+        task=parse_choice(Task, task, "task") if task else None,
     )
     with atomic_path(output) as tmp:
         _write_table(frame, tmp, output)

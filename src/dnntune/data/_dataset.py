@@ -163,14 +163,27 @@ def fold_table(
     seed: int = 42,
     column: str = "kfold",
     group_duplicates: bool = False,
+    drop: tuple[str, ...] = (),
+    categorical: tuple[str, ...] = (),
+    task: Task | None = None,
 ) -> pd.DataFrame:
-    """The table with a fold column added (rows with a missing target are left out)."""
+    """The table with a fold column added (rows with a missing target are left out): the
+    folds ``tune`` splits with the same settings. ``drop``, ``categorical`` and ``task`` are
+    tune's: the task decides whether the folds are stratified, and the feature columns which
+    rows are copies for ``group_duplicates``. Dropped columns stay in the table written."""
     if column in table.frame.columns:
         raise DataError(
             f"the table already has a column {column!r}; pass another name with --fold-column"
         )
     dataset = build_dataset(
-        table, target=target, folds=folds, seed=seed, group_duplicates=group_duplicates
+        table,
+        target=target,
+        drop=drop,
+        task=task,
+        folds=folds,
+        seed=seed,
+        group_duplicates=group_duplicates,
+        categorical=categorical,
     )
     target = target or table.default_target
     frame = table.frame.loc[table.frame[list(target)].notna().all(axis=1)].reset_index(drop=True)
