@@ -240,6 +240,45 @@ def test_signals_end_cleanly_and_the_run_resumes(
     assert numbers == list(range(len(numbers))) and len(numbers) > len(first)
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_interrupt_python_drops_still_ends_the_trial(tmp_path: Path, credit_g: Path) -> None:
+    import weakref
+
+    import dnntune
+    from dnntune import _signals
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    class Thing:
+        pass
+
+    def collected(_: object) -> None:  # a weakref callback, as SQLAlchemy's registry has
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs here, and raises inside the callback
+
+    try:
+        _signals.install()
+        thing = Thing()
+        ref = weakref.ref(thing, collected)
+        del thing  # Python prints "Exception ignored in ..." and carries on
+        assert ref() is None and _signals._Signal.came
+        with pytest.raises(_signals.Interrupted):
+            dnntune.tune(
+                data=str(credit_g),
+                target="target",
+                trials=1,
+                folds=2,
+                space=str(write_space(tmp_path / "s.yaml")),
+                output_dir=str(tmp_path / "run"),
+            )
+    finally:
+        _signals._Signal.came = False
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    (trial,) = _study(f"sqlite:///{tmp_path / 'run' / 'study.db'}", "credit_g-target").trials
+    assert trial.state is TrialState.FAIL and "epochs_run" not in trial.user_attrs
+
+
 SENTINEL = "S3nt1n3l@{pw}%:/x"
 
 

@@ -619,28 +619,12 @@ def _write_table(frame: object, tmp: Path, output: Path) -> None:
         frame.to_csv(tmp, sep=sep, index=False, compression=compression)
 
 
-class _Interrupted(KeyboardInterrupt):
-    """Raised by the SIGINT/SIGTERM handler. A subclass on purpose: CPython 3.11 remembers a
-    plain KeyboardInterrupt that passes through ``exec`` of a string (dataclasses build their
-    ``__init__`` that way) and then ends the process with SIGINT (-2) instead of our exit code
-    130, even though the interrupt was handled."""
-
-    def __repr__(self) -> str:  # how Optuna names the error of the trial it marks failed
-        return "interrupted (Ctrl-C or SIGTERM)"
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    # SIGTERM ends a run like Ctrl-C: Optuna marks the running trial failed, outputs are written.
-    raise _Interrupted
-
-
 def _catch_signals() -> None:
     """SIGINT and SIGTERM raise KeyboardInterrupt (set again after the heavy imports, in case a
     library reset them)."""
-    import signal
+    from dnntune._signals import install
 
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    install()
     quiet_expected_failures()
 
 

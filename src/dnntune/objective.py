@@ -24,6 +24,7 @@ import torch
 from optuna.terminator import report_cross_validation_scores
 from torch import nn
 
+from dnntune._signals import raise_if_interrupted
 from dnntune.config import NUMERIC_BINS, BinEncoding, Task
 from dnntune.data import Dataset, Preprocessor
 from dnntune.engine import FoldTensors, Metric, fit, predict_outputs
@@ -268,6 +269,7 @@ class Objective:
         started = time.monotonic()
         trial.set_user_attr("epochs_budget", self.n_folds * int(params["epochs"]))
         for k in range(self.n_folds):
+            raise_if_interrupted()
             self._check_deadline(trial, timeline, epochs_run[0])
             fold = self.fold(k)
             batch_size = params["batch_size"] or auto_batch_size(fold.tensors.n_train)
@@ -288,6 +290,7 @@ class Objective:
                 finished: list[float] = finished,
                 best_in_fold: list[float] = best_in_fold,
             ) -> None:
+                raise_if_interrupted()
                 epochs_run[0] += 1
                 b = best_in_fold[0]
                 if math.isnan(b) or (math.isfinite(score) and self.metric.better(score, b)):

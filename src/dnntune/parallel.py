@@ -33,6 +33,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from dnntune._signals import raise_if_interrupted
 from dnntune.config import TuneConfig
 from dnntune.exceptions import ConfigError, StorageError
 from dnntune.storage import open_storage, redact
@@ -180,6 +181,7 @@ def _watch(
         bar = tqdm(total=total, initial=done if total else 0, unit="trial", file=sys.stderr)
     seen = done
     while True:
+        raise_if_interrupted()
         alive = any(p.poll() is None for p in procs)
         finished = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
         if bar is not None and finished > seen:
