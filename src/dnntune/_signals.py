@@ -5,13 +5,15 @@ that is a weakref callback or a ``__del__`` run by the garbage collector (SQLAlc
 PyTorch have such callbacks), Python prints "Exception ignored in ..." and drops the
 exception: the run would go on as if no signal had come. The handler therefore also records
 the request, and the training loop calls :func:`raise_if_interrupted` after every epoch and
-before every fold, which raises it again.
+before every fold, which raises it again; the dropped one is not printed.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 from types import FrameType
+from typing import Any
 
 __all__ = ["Interrupted", "install", "raise_if_interrupted"]
 
@@ -36,11 +38,24 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise Interrupted
 
 
+def _unraisable(hook: Any) -> Any:
+    """``sys.unraisablehook`` that stays silent about a dropped :class:`Interrupted`."""
+
+    def quiet(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            hook(unraisable)
+
+    quiet.dnntune = True  # type: ignore[attr-defined]
+    return quiet
+
+
 def install() -> None:
     """SIGINT and SIGTERM raise :class:`Interrupted` (the CLI sets them again after the heavy
     imports, in case a library reset them)."""
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    if not getattr(sys.unraisablehook, "dnntune", False):
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
 
 
 def raise_if_interrupted() -> None:
