@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import optuna
@@ -67,6 +68,9 @@ def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
     assert r.returncode == 0, r
     assert "Leaderboard (2 repeats per sampler, best first):" in r.stdout
     assert "trials_to_99pct" in r.stdout and "random" in r.stdout and "tpe" in r.stdout
+    # sampler, best mean and std, trials and seconds to 99% (or "-"), reached, wall seconds
+    row = r"^ *(?:random|tpe) +0\.\d{4} +0\.\d{4} +(?:\d+(?:\.5)? +\d+\.\d|- +-) +\d/2 +\d+\.\d$"
+    assert len(re.findall(row, r.stdout, re.M)) == 2, r.stdout
     out = tmp_path / "cmp"
     assert (out / "compare.png").stat().st_size > 10_000
     html = (out / "compare.html").read_text()

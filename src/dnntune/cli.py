@@ -449,11 +449,28 @@ def compare_command(
     typer.echo(f"Plots: {result.directory / 'compare.png'}, {result.directory / 'compare.html'}")
 
 
+# How the leaderboard prints each number column ("-": no repeat came within 1% of the best).
+_BOARD_FORMATS = {
+    "best_mean": "{:.4f}",
+    "best_std": "{:.4f}",
+    "trials_to_99pct": "{:g}",
+    "seconds_to_99pct": "{:.1f}",
+    "wall_s": "{:.1f}",
+}
+
+
 def _echo_board(board: object) -> None:
+    import math
+
     import pandas as pd
 
     assert isinstance(board, pd.DataFrame)
-    typer.echo(board.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    formatters = {
+        name: (lambda v, f=fmt: "-" if math.isnan(v) else f.format(v))
+        for name, fmt in _BOARD_FORMATS.items()
+        if name in board.columns
+    }
+    typer.echo(board.to_string(index=False, formatters=formatters))
 
 
 @app.command("refit")
