@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -96,6 +97,28 @@ def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
     r = cli("report", "cmp")
     assert r.returncode == 0, r
     assert "Comparison: cmp/compare.html" in r.stdout and (out / "compare.html").is_file()
+
+
+def test_leaderboard_prints_counts_seconds_and_dashes(capsys: pytest.CaptureFixture[str]) -> None:
+    from dnntune.cli import _echo_board
+
+    board = pd.DataFrame(
+        {
+            "sampler": ["tpe", "cmaes"],
+            "best_mean": [0.79712, 0.76561],
+            "best_std": [0.0003, 0.0161],
+            "trials_to_99pct": [7.0, math.nan],
+            "seconds_to_99pct": [10.44, math.nan],
+            "reached_99pct": ["2/2", "0/2"],
+            "wall_s": [15.31, 23.06],
+        }
+    )
+    _echo_board(board)
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert lines[1:] == [
+        ["tpe", "0.7971", "0.0003", "7", "10.4", "2/2", "15.3"],
+        ["cmaes", "0.7656", "0.0161", "-", "-", "0/2", "23.1"],
+    ]
 
 
 def test_compare_groups_duplicate_rows(cli, tmp_path: Path, wine: Path) -> None:

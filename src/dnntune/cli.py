@@ -460,17 +460,11 @@ _BOARD_FORMATS = {
 
 
 def _echo_board(board: object) -> None:
-    import math
-
     import pandas as pd
 
     assert isinstance(board, pd.DataFrame)
-    formatters = {
-        name: (lambda v, f=fmt: "-" if math.isnan(v) else f.format(v))
-        for name, fmt in _BOARD_FORMATS.items()
-        if name in board.columns
-    }
-    typer.echo(board.to_string(index=False, formatters=formatters))
+    formatters = {name: fmt.format for name, fmt in _BOARD_FORMATS.items() if name in board.columns}
+    typer.echo(board.to_string(index=False, formatters=formatters, na_rep="-"))
 
 
 @app.command("refit")
