@@ -213,6 +213,8 @@ def test_show_prints_what_the_model_is(cli, credit_run) -> None:
         "out-of-fold",
         "parameters:  {'optimizer'",
         "credit_g.tsv.gz (1000 rows, sha256",
+        "columns:     20 used\n    numeric:     duration, credit_amount, age\n"
+        "    categorical: checking_status, credit_history, purpose, ",
         "versions:",
         "Sequential(",
         "Linear(in_features=",

@@ -532,6 +532,8 @@ def show(
     data = m["data"]
     classes = f", classes {m['classes']}" if m["classes"] else ""
     refit = m.get("refit")
+    plan = predictor.loaded.preprocessors[0].plan
+    roles = [("numeric", plan.numeric), ("dates", plan.datetime), ("categorical", plan.categorical)]
     lines = [
         f"Model of trial {m['trial_number']} (saved {m['created_at']})",
         f"  task:        {m['task']}{classes}",
@@ -540,7 +542,8 @@ def show(
         f"(mean of {len(m['folds'])} folds), out-of-fold {m['oof_value']:.6f}",
         f"  parameters:  {m['params']}",
         f"  data:        {data['source']} ({data['rows']} rows, sha256 {data.get('sha256')})",
-        f"  columns:     {len(m['columns'])} used: {', '.join(m['columns'])}",
+        f"  columns:     {len(m['columns'])} used",
+        *(f"    {role + ':':<13}{', '.join(names)}" for role, names in roles if names),
         f"  ignored:     {m.get('ignored_columns') or 'none'}",
         "  refit:       "
         + (f"{refit['epochs']} epochs on {refit['rows']} rows" if refit else "none"),
