@@ -218,9 +218,11 @@ def test_categorical_columns_are_one_hot_in_the_saved_model_and_part_of_the_stud
         "space": str(write_space(tmp_path / "s.yaml")),
         "output_dir": str(tmp_path / "run"),
     }
-    result = dnntune.tune(trials=1, categorical="duration", **settings)
+    result = dnntune.tune(trials=1, categorical="duration,age", **settings)
     pre = load_model(tmp_path / "run").preprocessors[0]
-    assert "duration" in pre.plan.categorical and "duration" not in pre.plan.numeric
+    assert {"age", "duration"} <= set(pre.plan.categorical) and pre.plan.numeric == [
+        "credit_amount"
+    ]
     assert "duration=12" in pre.feature_names_  # months as a level, not a quantity
     assert not any(n.startswith("duration__bin") for n in pre.feature_names_)
     frame = load_table(str(credit_g)).frame
@@ -229,10 +231,10 @@ def test_categorical_columns_are_one_hot_in_the_saved_model_and_part_of_the_stud
     as_text = frame.assign(duration=frame["duration"].astype(int).astype(str))
     again = dnntune.load(tmp_path / "run").predict(as_text)["proba_1"].to_numpy()
     np.testing.assert_allclose(again, proba, rtol=1e-6)
-    refused = r"different settings \(categorical: \['duration'\], now \[\]\)"
+    refused = r"different settings \(categorical: \['age', 'duration'\], now \[\]\)"
     with pytest.raises(StorageError, match=refused):
         dnntune.tune(trials=1, **settings)
-    same = dnntune.tune(trials=1, categorical=("duration",), **settings)
+    same = dnntune.tune(trials=1, categorical=("duration", "age", "age"), **settings)
     assert same.study.trials == result.study.trials
 
 

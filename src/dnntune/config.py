@@ -161,6 +161,8 @@ class TuneConfig:
             if isinstance(value, str):
                 value = tuple(v.strip() for v in value.split(",") if v.strip())
             object.__setattr__(self, name, tuple(value))
+        # A set of columns: in any order, the same study.
+        object.__setattr__(self, "categorical", tuple(sorted(set(self.categorical))))
         problems: list[str] = []
         if self.folds < 2:
             problems.append(f"--folds must be at least 2, but got {self.folds}")
