@@ -238,6 +238,44 @@ def test_categorical_columns_are_one_hot_in_the_saved_model_and_part_of_the_stud
     assert same.study.trials == result.study.trials
 
 
+def test_folds_past_the_memory_budget_are_prepared_again_with_the_same_results(
+    tmp_path: Path, credit_g: Path
+) -> None:
+    """A table too large to keep its K folds prepared still trains: the folds past the budget
+    are prepared again by each trial that reaches them, with the same results, and the best
+    model keeps no fold's inputs."""
+    import sys
+
+    from dnntune.config import TuneConfig
+    from dnntune.data import dataset_from_config
+    from dnntune.engine import resolve_metric
+    from dnntune.objective import Objective, prepare_fold
+    from dnntune.space import load_space
+
+    dataset = dataset_from_config(TuneConfig(data=str(credit_g), target="target", folds=3))
+    space = load_space(write_space(tmp_path / "s.yaml"))
+    metric = resolve_metric(None, dataset.task)
+    one_fold = prepare_fold(dataset, 0, torch.device("cpu")).tensors.nbytes
+    runs = {}
+    for budget in (sys.maxsize, int(1.5 * one_fold), 0):
+        objective = Objective(
+            dataset, space, metric, device=torch.device("cpu"), fold_cache_bytes=budget
+        )
+        study = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)
+        )
+        study.optimize(objective, n_trials=2)
+        assert objective.best is not None
+        assert all(f.tensors.nbytes == 0 for f in objective.best.folds)
+        runs[budget] = (objective.cached_folds, [t.value for t in study.trials], objective.best)
+    everything, first_only, none = runs.values()
+    assert (everything[0], first_only[0], none[0]) == ([0, 1, 2], [0], [])
+    for _, values, best in (first_only, none):
+        np.testing.assert_allclose(values, everything[1], rtol=1e-6)
+        for outputs, expected in zip(best.oof_outputs, everything[2].oof_outputs, strict=True):
+            np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_numeric_bins_reach_the_model_inputs_and_can_be_turned_off(
     tmp_path: Path, wine: Path
 ) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -162,6 +163,26 @@ def is_out_of_memory(exc: BaseException) -> bool:
     )
 
 
+# Share of the memory free (on the training device) that prepared folds may keep between
+# trials; see Objective.fold.
+FOLD_CACHE_SHARE = 0.5
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free for new tensors on ``device``: CUDA's free memory, or Linux's MemAvailable
+    (None where neither is known)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class Objective:
     """Callable objective for ``study.optimize``. Keeps the best trial's fold models."""
 
@@ -181,6 +202,7 @@ class Objective:
         report_cv_scores: bool = False,
         numeric_bins: int = NUMERIC_BINS,
         bin_encoding: BinEncoding | str = BinEncoding.LINEAR,
+        fold_cache_bytes: int | None = None,
     ) -> None:
         self.dataset = dataset
         self.space = space
@@ -197,6 +219,7 @@ class Objective:
         self.numeric_bins = numeric_bins
         self.bin_encoding = bin_encoding
         self.epoch_slot = epoch_slot(space)
+        self.fold_cache_bytes = fold_cache_bytes
         self._folds: dict[int, PreparedFold] = {}
 
     @property
@@ -204,15 +227,36 @@ class Objective:
         return self.n_folds * self.epoch_slot
 
     def fold(self, k: int) -> PreparedFold:
-        if k not in self._folds:
-            self._folds[k] = prepare_fold(
-                self.dataset,
-                k,
-                self.device,
-                numeric_bins=self.numeric_bins,
-                bin_encoding=self.bin_encoding,
-            )
-        return self._folds[k]
+        """Fold ``k``'s fitted preprocessing and its tensors on the device.
+
+        Folds stay prepared for the next trials while together they take at most
+        ``fold_cache_bytes`` (default: ``FOLD_CACHE_SHARE`` of the memory free when the first
+        is prepared); a fold past that is prepared again by each trial that reaches it, so a
+        table too large to hold K times over still trains. Trials run the folds in order and
+        pruning ends most of them early, so the first folds are the ones kept.
+        """
+        cached = self._folds.get(k)
+        if cached is not None:
+            return cached
+        if self.fold_cache_bytes is None:
+            free = free_memory(self.device)
+            self.fold_cache_bytes = int(FOLD_CACHE_SHARE * free) if free else sys.maxsize
+        prepared = prepare_fold(
+            self.dataset,
+            k,
+            self.device,
+            numeric_bins=self.numeric_bins,
+            bin_encoding=self.bin_encoding,
+        )
+        size = prepared.tensors.nbytes
+        if sum(f.tensors.nbytes for f in self._folds.values()) + size <= self.fold_cache_bytes:
+            self._folds[k] = prepared
+        return prepared
+
+    @property
+    def cached_folds(self) -> list[int]:
+        """The folds kept prepared between trials."""
+        return sorted(self._folds)
 
     def _check_deadline(
         self, trial: optuna.trial.Trial, timeline: list[list[float]], epochs_run: int
@@ -222,18 +266,6 @@ class Objective:
             trial.set_user_attr("report_seconds", timeline)
             trial.set_user_attr("epochs_run", epochs_run)
             raise optuna.TrialPruned("the study's --timeout was reached during this trial")
-
-    def _oof_outputs(
-        self,
-        params: dict[str, Any],
-        fold: PreparedFold,
-        state: dict[str, torch.Tensor],
-        d_out: int,
-    ) -> np.ndarray:
-        """The fold model's raw outputs on its validation rows (out-of-fold predictions)."""
-        model = make_mlp(d_in=fold.preprocessor.n_features, d_out=d_out, **model_kwargs(params))
-        model.load_state_dict(state)
-        return predict_outputs(model.to(self.device), fold.tensors.x_valid)
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
         """Train the trial's configuration on the folds; a configuration that does not fit in
@@ -262,6 +294,10 @@ class Objective:
         scores: list[float] = []
         epochs_used: list[int] = []
         states: list[dict[str, torch.Tensor]] = []
+        # What a saved model needs of each fold (not its inputs, which another fold may need
+        # the memory of) and its out-of-fold outputs.
+        used: list[PreparedFold] = []
+        oof: list[np.ndarray] = []
         epochs_run = [0]
         # [step, seconds since the trial started] of each reported value: when each score was
         # known (the report's curves against time, bench_search's time to a target).
@@ -324,6 +360,9 @@ class Objective:
             trial.set_user_attr("report_seconds", timeline)
             epochs_used.append(result.best_epoch)
             states.append({n: t.detach().cpu() for n, t in result.state_dict.items()})
+            oof.append(predict_outputs(model, fold.tensors.x_valid))  # the best epoch's weights
+            used.append(PreparedFold(k, fold.preprocessor, fold.tensors.without_inputs()))
+            del model, fold, result
         value = float(np.mean(scores))
         trial.set_user_attr("epochs_run", epochs_run[0])
         trial.set_user_attr("fold_scores", scores)
@@ -338,10 +377,6 @@ class Objective:
             self.best_value is None or self.metric.better(value, self.best_value)
         ):
             self.best_value = value
-            folds = [self._folds[k] for k in range(self.n_folds)]
-            oof = [
-                self._oof_outputs(params, f, s, d_out) for f, s in zip(folds, states, strict=True)
-            ]
             self.best = BestModel(
                 trial.number,
                 value,
@@ -349,11 +384,11 @@ class Objective:
                 scores,
                 epochs_used,
                 states,
-                folds,
-                self._folds[0].preprocessor.n_features,
+                used,
+                used[0].preprocessor.n_features,
                 d_out,
                 oof,
-                [np.flatnonzero(self.dataset.folds == f.index) for f in folds],
+                [np.flatnonzero(self.dataset.folds == f.index) for f in used],
             )
             if self.on_new_best is not None:
                 self.on_new_best(self.best)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -39,6 +39,23 @@ class FoldTensors:
     @property
     def n_train(self) -> int:
         return int(self.x_train.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the inputs and the training target take on the device."""
+        tensors = (self.x_train, self.y_train, self.x_valid)
+        return sum(t.element_size() * t.nelement() for t in tensors)
+
+    def without_inputs(self) -> FoldTensors:
+        """These tensors with no rows of inputs (new empty tensors, so the data's memory is
+        freed): what a saved model needs of its fold, the validation target and the target's
+        scale."""
+        return replace(
+            self,
+            x_train=self.x_train.new_empty((0, *self.x_train.shape[1:])),
+            y_train=self.y_train.new_empty((0, *self.y_train.shape[1:])),
+            x_valid=self.x_valid.new_empty((0, *self.x_valid.shape[1:])),
+        )
 
 
 @dataclass
