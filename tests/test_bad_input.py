@@ -92,3 +92,8 @@ def test_invalid_space_file_lists_every_problem(cli, tmp_path: Path) -> None:
     assert "parameter 'num_layers': `low <= high` must hold, but got (low=4, high=1)" in r.stderr
     assert "unknown parameter 'dropuot' (did you mean 'dropout'?)" in r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_worker_memory_share_out_of_range(cli, tmp_path: Path) -> None:
+    r = cli("worker", "--study", "s", "--memory-share", "2")
+    _assert_clean_failure(r, tmp_path, "--memory-share must be above 0 and at most 1, but got 2.0")

@@ -346,9 +346,18 @@ def worker(
     ] = None,
     index: Annotated[int, typer.Option(help="Worker number: derives its sampler seed.")] = 0,
     threads: Annotated[int | None, typer.Option(help="Torch threads in this worker.")] = None,
+    memory_share: Annotated[
+        float,
+        typer.Option(
+            help="Share of the free memory the folds this worker keeps prepared may take "
+            "(workers on one machine split 0.5; tune --jobs N does).",
+        ),
+    ] = 0.5,
     tickets: Annotated[Path | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Join an existing study (created by dnntune tune) from any machine and run trials."""
+    if not 0.0 < memory_share <= 1.0:
+        raise DnntuneError(f"--memory-share must be above 0 and at most 1, but got {memory_share}")
     import optuna
 
     from dnntune.parallel import run_worker
@@ -369,6 +378,7 @@ def worker(
             data=data,
             output_dir=str(output_dir) if output_dir else None,
             threads=threads,
+            memory_share=memory_share,
             tickets=tickets,
             on_note=lambda msg: typer.echo(f"note: {msg}", err=True),
         )

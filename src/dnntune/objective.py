@@ -203,6 +203,7 @@ class Objective:
         numeric_bins: int = NUMERIC_BINS,
         bin_encoding: BinEncoding | str = BinEncoding.LINEAR,
         fold_cache_bytes: int | None = None,
+        fold_cache_share: float = FOLD_CACHE_SHARE,
     ) -> None:
         self.dataset = dataset
         self.space = space
@@ -220,6 +221,7 @@ class Objective:
         self.bin_encoding = bin_encoding
         self.epoch_slot = epoch_slot(space)
         self.fold_cache_bytes = fold_cache_bytes
+        self.fold_cache_share = fold_cache_share
         self._folds: dict[int, PreparedFold] = {}
 
     @property
@@ -230,7 +232,7 @@ class Objective:
         """Fold ``k``'s fitted preprocessing and its tensors on the device.
 
         Folds stay prepared for the next trials while together they take at most
-        ``fold_cache_bytes`` (default: ``FOLD_CACHE_SHARE`` of the memory free when the first
+        ``fold_cache_bytes`` (default: ``fold_cache_share`` of the memory free when the first
         is prepared); a fold past that is prepared again by each trial that reaches it, so a
         table too large to hold K times over still trains. Trials run the folds in order and
         pruning ends most of them early, so the first folds are the ones kept.
@@ -240,7 +242,7 @@ class Objective:
             return cached
         if self.fold_cache_bytes is None:
             free = free_memory(self.device)
-            self.fold_cache_bytes = int(FOLD_CACHE_SHARE * free) if free else sys.maxsize
+            self.fold_cache_bytes = int(self.fold_cache_share * free) if free else sys.maxsize
         prepared = prepare_fold(
             self.dataset,
             k,

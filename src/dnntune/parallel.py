@@ -36,6 +36,7 @@ from optuna.trial import TrialState
 from dnntune._signals import raise_if_interrupted
 from dnntune.config import TuneConfig
 from dnntune.exceptions import ConfigError, StorageError
+from dnntune.objective import FOLD_CACHE_SHARE
 from dnntune.storage import open_storage, redact
 from dnntune.study import FINISHED, TuneResult, _write_outputs
 from dnntune.study import tune as tune_here
@@ -102,6 +103,8 @@ def _coordinate(
             str(i),
             "--threads",
             str(threads),
+            "--memory-share",
+            f"{FOLD_CACHE_SHARE / config.jobs:.4g}",  # the workers share the machine
             "--data",
             config.data,
             "--output-dir",
@@ -221,6 +224,7 @@ def run_worker(
     threads: int | None = None,
     tickets: Path | None = None,
     on_note: Callable[[str], None] | None = None,
+    memory_share: float = FOLD_CACHE_SHARE,
 ) -> TuneResult:
     """Join ``study_name`` on ``storage`` and run trials until ``trials`` or ``timeout``.
 
@@ -258,4 +262,5 @@ def run_worker(
         worker_index=index,
         worker_trials=trials,
         take_ticket=ticket_taker(tickets) if tickets else None,
+        memory_share=memory_share,
     )

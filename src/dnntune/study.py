@@ -22,7 +22,7 @@ from dnntune.config import SamplerName, TuneConfig, stored_identity
 from dnntune.data import Dataset, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
 from dnntune.exceptions import StorageError, TrialOutOfMemory
-from dnntune.objective import BestModel, Objective
+from dnntune.objective import FOLD_CACHE_SHARE, BestModel, Objective
 from dnntune.pruners import make_pruner
 from dnntune.samplers import make_sampler, silence_experimental_warnings
 from dnntune.space import SearchSpace, default_space, load_space, stored_space
@@ -210,6 +210,7 @@ def tune(
     worker_index: int | None = None,
     worker_trials: int | None = None,
     take_ticket: Callable[[], bool] | None = None,
+    memory_share: float = FOLD_CACHE_SHARE,
     **overrides: Any,
 ) -> TuneResult:
     """Run (or resume) the study described by ``config`` in this process; write the run folder.
@@ -220,6 +221,8 @@ def tune(
     derived from the index, it runs ``worker_trials`` trials, beats a heartbeat on RDB storages,
     and leaves the warm start and the run folder's summary to the coordinator. ``take_ticket``
     (workers of one coordinator) is asked before each trial; the worker stops when it says no.
+    ``memory_share``: of the memory free, what the folds kept prepared between trials may take
+    (see :meth:`Objective.fold`; workers sharing a machine split it).
     """
     t0 = time.monotonic()
     if config is None:
@@ -259,6 +262,7 @@ def tune(
         report_cv_scores=config.auto_stop,
         numeric_bins=config.numeric_bins,
         bin_encoding=config.bin_encoding,
+        fold_cache_share=memory_share,
     )
     pruner = make_pruner(
         config.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps
