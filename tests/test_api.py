@@ -257,9 +257,15 @@ def test_folds_past_the_memory_budget_are_prepared_again_with_the_same_results(
     metric = resolve_metric(None, dataset.task)
     one_fold = prepare_fold(dataset, 0, torch.device("cpu")).tensors.nbytes
     runs = {}
+    notes: list[str] = []
     for budget in (sys.maxsize, int(1.5 * one_fold), 0):
         objective = Objective(
-            dataset, space, metric, device=torch.device("cpu"), fold_cache_bytes=budget
+            dataset,
+            space,
+            metric,
+            device=torch.device("cpu"),
+            fold_cache_bytes=budget,
+            on_note=notes.append,
         )
         study = optuna.create_study(
             direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)
@@ -270,6 +276,9 @@ def test_folds_past_the_memory_budget_are_prepared_again_with_the_same_results(
         runs[budget] = (objective.cached_folds, [t.value for t in study.trials], objective.best)
     everything, first_only, none = runs.values()
     assert (everything[0], first_only[0], none[0]) == ([0, 1, 2], [0], [])
+    assert len(notes) == 2  # once per objective that could not keep every fold
+    assert notes[0].startswith("fold 1's tensors (0.00 GiB) do not fit beside the 1 fold(s)")
+    assert "each trial that reaches a fold past those prepares it again" in notes[0]
     for _, values, best in (first_only, none):
         np.testing.assert_allclose(values, everything[1], rtol=1e-6)
         for outputs, expected in zip(best.oof_outputs, everything[2].oof_outputs, strict=True):

@@ -204,6 +204,7 @@ class Objective:
         bin_encoding: BinEncoding | str = BinEncoding.LINEAR,
         fold_cache_bytes: int | None = None,
         fold_cache_share: float = FOLD_CACHE_SHARE,
+        on_note: Callable[[str], None] | None = None,
     ) -> None:
         self.dataset = dataset
         self.space = space
@@ -222,6 +223,8 @@ class Objective:
         self.epoch_slot = epoch_slot(space)
         self.fold_cache_bytes = fold_cache_bytes
         self.fold_cache_share = fold_cache_share
+        self.on_note = on_note
+        self._noted_memory = False
         self._folds: dict[int, PreparedFold] = {}
 
     @property
@@ -253,6 +256,14 @@ class Objective:
         size = prepared.tensors.nbytes
         if sum(f.tensors.nbytes for f in self._folds.values()) + size <= self.fold_cache_bytes:
             self._folds[k] = prepared
+        elif not self._noted_memory and self.on_note is not None:
+            self._noted_memory = True
+            self.on_note(
+                f"fold {k}'s tensors ({size / 2**30:.2f} GiB) do not fit beside the "
+                f"{len(self._folds)} fold(s) kept within the {self.fold_cache_bytes / 2**30:.2f} "
+                "GiB of free memory allowed for them; each trial that reaches a fold past those "
+                "prepares it again, which is slower"
+            )
         return prepared
 
     @property

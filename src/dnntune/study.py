@@ -263,6 +263,7 @@ def tune(
         numeric_bins=config.numeric_bins,
         bin_encoding=config.bin_encoding,
         fold_cache_share=memory_share,
+        on_note=note,
     )
     pruner = make_pruner(
         config.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps
