@@ -1,4 +1,5 @@
-"""The Optuna objective: folds prepared once, then trial -> parameters -> K fits -> mean score.
+"""The Optuna objective: folds prepared once (while they fit in memory), then trial ->
+parameters -> K fits -> mean score.
 
 Pruning across folds. Every trial visits the folds in the same order and reports, after each
 epoch, the running cross-validation estimate: the mean of the finished folds' best scores and the
