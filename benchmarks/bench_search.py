@@ -24,6 +24,7 @@ JSON object: ``auc_original``, ``auc_dnntune``, ``time_to_original_best_s``, ``s
 
     python benchmarks/bench_search.py                 # 600 s per side
     python benchmarks/bench_search.py --budget 120 --keep /tmp/bench-run
+    python benchmarks/bench_search.py --group-duplicates   # both sides on grouped folds
 """
 
 from __future__ import annotations
@@ -54,9 +55,17 @@ from dnntune.space import default_space
 DROP = ("reservation_status", "reservation_status_date")
 
 
-def original_study(budget: float, data: Path) -> list[tuple[float, float]]:
+def original_study(
+    budget: float, data: Path, group_duplicates: bool = False
+) -> list[tuple[float, float]]:
     """(seconds since start, value) of each finished trial of the re-created original study."""
-    dataset = build_dataset(load_table(str(data)), target=("is_canceled",), drop=DROP, folds=5)
+    dataset = build_dataset(
+        load_table(str(data)),
+        target=("is_canceled",),
+        drop=DROP,
+        folds=5,
+        group_duplicates=group_duplicates,
+    )
     fold = prepare_fold(dataset, 0, torch.device("cpu"), numeric_bins=0).tensors
     x_train, y_train = fold.x_train.numpy(), fold.y_train.numpy()[:, 0]
     x_valid, y_valid = fold.x_valid.numpy(), fold.y_valid_eval.astype(np.float32)
@@ -104,11 +113,12 @@ def original_study(budget: float, data: Path) -> list[tuple[float, float]]:
 
 
 def dnntune_study(
-    budget: float, data: Path, workdir: Path
+    budget: float, data: Path, workdir: Path, group_duplicates: bool = False
 ) -> tuple[list[tuple[float, float]], list[tuple[float, float]], str]:
     """The dnntune run: (seconds since the command started, value) of its fold-0 scores and of
     its completed trials' CV means, and what the command printed."""
     start = time.time()
+    grouped = ["--group-duplicates"] if group_duplicates else []
     done = subprocess.run(
         [
             sys.executable,
@@ -127,6 +137,7 @@ def dnntune_study(
             "--no-report",
             "--output-dir",
             str(workdir / "run"),
+            *grouped,
         ],
         check=True,
         capture_output=True,
@@ -162,10 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per side")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--keep", type=Path, help="copy dnntune's run folder and output here")
+    parser.add_argument(
+        "--group-duplicates",
+        action="store_true",
+        help="both sides on folds that keep rows with identical features together (no "
+        "validation row copies a training row)",
+    )
     args = parser.parse_args(argv)
-    original = original_study(args.budget, args.data)
+    original = original_study(args.budget, args.data, args.group_duplicates)
     with tempfile.TemporaryDirectory() as tmp:
-        fold0, cv, output = dnntune_study(args.budget, args.data, Path(tmp))
+        fold0, cv, output = dnntune_study(args.budget, args.data, Path(tmp), args.group_duplicates)
         if args.keep:
             shutil.copytree(Path(tmp) / "run", args.keep, dirs_exist_ok=True)
             (args.keep / "output.txt").write_text(output)
@@ -196,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 "time_original_s": round(t_a, 1),
                 "speedup": round(speedup, 2) if not math.isnan(speedup) else None,
                 "budget_s": args.budget,
+                "group_duplicates": args.group_duplicates,
             }
         )
     )

@@ -76,9 +76,11 @@ def test_bench_search_short_budget(hotel: Path, tmp_path: Path) -> None:
     # 15,000 of the hotel rows, under the same file name (the study is named after it).
     sample = tmp_path / "hotel_bookings.csv.gz"
     pd.read_csv(hotel).sample(15_000, random_state=0).to_csv(sample, index=False)
+    kept = tmp_path / "kept"
     _, result = _bench(
-        "bench_search.py", "--data", str(sample), "--budget", "8", "--keep", str(tmp_path / "kept")
-    )
+        "bench_search.py", "--data", str(sample), "--budget", "8", "--keep", str(kept),
+        "--group-duplicates",
+    )  # fmt: skip
     assert set(result) >= {
         "auc_original",
         "auc_dnntune",
@@ -86,7 +88,9 @@ def test_bench_search_short_budget(hotel: Path, tmp_path: Path) -> None:
         "speedup",
         "budget_s",
     }
-    assert result["budget_s"] == 8
+    assert result["budget_s"] == 8 and result["group_duplicates"] is True
+    summary = json.loads((kept / "summary.json").read_text())
+    assert summary["config"]["group_duplicates"] is True  # both sides: (a) shares its fold 0
     # (a)'s first trial may be a hopeless one (SGD at lr 1e-5 scores about 0.5).
     assert 0.0 < result["auc_original"] <= 1.0
     # A few seconds leave dnntune no complete 5-fold trial, but fold 0's epoch scores, with
