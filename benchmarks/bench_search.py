@@ -11,7 +11,8 @@ In one run on the hotel data, with the same wall-clock budget per side:
     thresholded outputs);
 (b) ``dnntune tune`` with its defaults (5-fold CV, median pruning, warm start), ``--timeout``.
 
-Both sides use the same fold 0 (dnntune's stratified split, seed 42), so a score on it means
+Both sides use the same fold 0 (dnntune's stratified split, seed 42; with
+``--group-duplicates``, its split that keeps identical rows in one fold), so a score on it means
 the same thing on both sides. (b) has reached a value when one of its models scored it on the
 fold-0 validation rows (an epoch's score, as (a)'s value is), or when a trial's 5-fold mean
 did; the time of each fold-0 score comes from the trial's ``report_seconds`` timeline. (b)'s

@@ -106,6 +106,10 @@ BinEncodingOpt = Annotated[
 ]
 
 
+def _task(task: str | None) -> Task | None:
+    return parse_choice(Task, task, "task") if task else None
+
+
 def _parsed_options(
     *,
     target: list[str] | None,
@@ -122,7 +126,7 @@ def _parsed_options(
         "target": _split(target),
         "drop": _split(drop),
         "categorical": _split(categorical),
-        "task": parse_choice(Task, task, "task") if task else None,
+        "task": _task(task),
         "metric": parse_choice(MetricName, metric, "metric") if metric else None,
         "pruner": parse_choice(PrunerName, pruner, "pruner"),
         "space": str(space) if space else None,
@@ -325,7 +329,7 @@ def folds(
         group_duplicates=group_duplicates,
         drop=_split(drop),
         categorical=_split(categorical),
-        task=parse_choice(Task, task, "task") if task else None,
+        task=_task(task),
     )
     with atomic_path(output) as tmp:
         _write_table(frame, tmp, output)

@@ -98,6 +98,8 @@ def parse_choice(enum: type[E], value: str | E, what: str) -> E:
         raise ConfigError(f"unknown {what} {value!r}; choose one of: {valid}") from None
 
 
+# Settings that name columns: a comma-separated string or a sequence, stored as a tuple.
+_COLUMN_SETTINGS = ("target", "drop", "categorical")
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -156,7 +158,7 @@ class TuneConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, enum):
                 object.__setattr__(self, name, parse_choice(enum, value, what))
-        for name in ("target", "drop", "categorical"):
+        for name in _COLUMN_SETTINGS:
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(v.strip() for v in value.split(",") if v.strip())
@@ -265,7 +267,7 @@ class TuneConfig:
         version used, not today's default; unknown keys are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         values = {**BEFORE_THEY_EXISTED, **{k: v for k, v in stored.items() if k in names}}
-        for key in ("target", "drop", "categorical"):
+        for key in _COLUMN_SETTINGS:
             values[key] = tuple(values.get(key) or ())
         values.update(overrides)
         return cls(**values)

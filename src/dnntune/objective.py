@@ -246,7 +246,9 @@ class Objective:
             return cached
         if self.fold_cache_bytes is None:
             free = free_memory(self.device)
-            self.fold_cache_bytes = int(self.fold_cache_share * free) if free else sys.maxsize
+            # Free memory unknown: no limit. Nothing free: no fold kept.
+            budget = sys.maxsize if free is None else int(self.fold_cache_share * free)
+            self.fold_cache_bytes = budget
         prepared = prepare_fold(
             self.dataset,
             k,
