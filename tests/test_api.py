@@ -283,6 +283,22 @@ def test_folds_past_the_memory_budget_are_prepared_again_with_the_same_results(
         np.testing.assert_allclose(values, everything[1], rtol=1e-6)
         for outputs, expected in zip(best.oof_outputs, everything[2].oof_outputs, strict=True):
             np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+    # A run's memory share (a worker's --memory-share) reaches its objective, and the note the user.
+    from dnntune.study import tune as tune_here
+
+    said: list[str] = []
+    run = tune_here(
+        data=str(credit_g),
+        target=("target",),
+        trials=1,
+        folds=2,
+        space=str(write_space(tmp_path / "s.yaml")),
+        output_dir=str(tmp_path / "run"),
+        memory_share=1e-15,  # not a byte: no fold kept
+        on_note=said.append,
+    )
+    assert run.best_value == pytest.approx(run.study.best_value)
+    assert [m for m in said if m.startswith("fold 0's tensors")], said
 
 
 def test_numeric_bins_reach_the_model_inputs_and_can_be_turned_off(
