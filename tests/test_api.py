@@ -301,12 +301,13 @@ def test_folds_past_the_memory_budget_are_prepared_again_with_the_same_results(
     assert [m for m in said if m.startswith("fold 0's tensors")], said
 
 
-def test_numeric_bins_reach_the_model_inputs_and_can_be_turned_off(
+def test_numeric_bins_and_copy_inputs_reach_the_model_and_can_be_turned_off(
     tmp_path: Path, wine: Path
 ) -> None:
     # 4,898 rows: 2 folds leave ~2,450 training rows, room for 4 bins per numeric column.
+    # About a fifth of the wines repeat another's measurements, so the copy encoding applies.
     widths = {}
-    for bins in (32, 0):
+    for bins, copies in ((32, False), (0, False), (0, True)):
         result = dnntune.tune(
             data=str(wine),
             target=("target",),
@@ -315,13 +316,15 @@ def test_numeric_bins_reach_the_model_inputs_and_can_be_turned_off(
             folds=2,
             max_folds=1,
             numeric_bins=bins,
+            copy_encoding=copies,
             space=str(write_space(tmp_path / "s.yaml")),
-            output_dir=str(tmp_path / f"run{bins}"),
+            output_dir=str(tmp_path / f"run{bins}{copies}"),
         )
         assert result.model is not None
-        widths[bins] = result.model[0].in_features
-    assert widths[0] == 11  # the 11 measured columns, standardized
-    assert widths[32] > widths[0] + 11  # each column also has its bins
+        widths[bins, copies] = result.model[0].in_features
+    assert widths[0, False] == 11  # the 11 measured columns, standardized
+    assert widths[32, False] > widths[0, False] + 11  # each column also has its bins
+    assert widths[0, True] == 11 + 2  # the copies' mean target and their count
 
 
 OOM_SPACE = """\

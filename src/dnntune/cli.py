@@ -97,6 +97,14 @@ GroupDuplicatesOpt = Annotated[
         "validated on).",
     ),
 ]
+CopyEncodingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--copy-encoding/--no-copy-encoding",
+        help="When training rows repeat each other, give each row the cross-fitted mean target "
+        "of its identical training rows and their count as inputs (off with --group-duplicates).",
+    ),
+]
 BinEncodingOpt = Annotated[
     str,
     typer.Option(
@@ -172,6 +180,7 @@ def tune(
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
     numeric_bins: NumericBinsOpt = NUMERIC_BINS,
     bin_encoding: BinEncodingOpt = BinEncoding.LINEAR.value,
+    copy_encoding: CopyEncodingOpt = True,
     study: Annotated[
         str | None, typer.Option(help="Study name (default: from data/target).")
     ] = None,
@@ -236,6 +245,7 @@ def tune(
             grid_points=grid_points,
             patience=patience,
             numeric_bins=numeric_bins,
+            copy_encoding=copy_encoding,
             study=study,
             storage=storage_from_env(storage),
             output_dir=str(output_dir) if output_dir else None,
@@ -417,6 +427,7 @@ def compare_command(
     space: SpaceOpt = None,
     numeric_bins: NumericBinsOpt = NUMERIC_BINS,
     bin_encoding: BinEncodingOpt = BinEncoding.LINEAR.value,
+    copy_encoding: CopyEncodingOpt = True,
     output_dir: Annotated[Path | None, typer.Option(help="Comparison folder.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -449,6 +460,7 @@ def compare_command(
         timeout=timeout,
         seed=seed,
         numeric_bins=numeric_bins,
+        copy_encoding=copy_encoding,
         device=device,
     )
     # Check the input once, before any run starts, and say what the runs will make of it.

@@ -136,6 +136,7 @@ class TuneConfig:
     numeric_bins: int = NUMERIC_BINS
     bin_encoding: BinEncoding = BinEncoding.LINEAR
     group_duplicates: bool = False
+    copy_encoding: bool = True
     study: str | None = None
     storage: str | None = None
     output_dir: str | None = None
@@ -240,6 +241,13 @@ class TuneConfig:
             out["storage"] = redact(self.storage)
         return out
 
+    @property
+    def copies(self) -> bool:
+        """Whether the copy encoding is in play: asked for, and folds that can put a copy of a
+        training row among the validation rows (not ``group_duplicates``, where training rows
+        would learn from copies no validation row has)."""
+        return self.copy_encoding and not self.group_duplicates
+
     def identity(self) -> dict[str, Any]:
         """The settings that must match for a study to be resumed with this configuration."""
         keys = (
@@ -256,8 +264,9 @@ class TuneConfig:
             "numeric_bins",
             "bin_encoding",
             "group_duplicates",
+            "copy_encoding",
         )
-        full = {**self.to_dict(), "fold_seed": self.split_seed}
+        full = {**self.to_dict(), "fold_seed": self.split_seed, "copy_encoding": self.copies}
         return stored_identity({k: full[k] for k in keys})
 
     @classmethod
@@ -279,6 +288,7 @@ BEFORE_THEY_EXISTED: dict[str, Any] = {
     "bin_encoding": BinEncoding.ONEHOT.value,
     "group_duplicates": False,
     "categorical": [],
+    "copy_encoding": False,
 }
 
 

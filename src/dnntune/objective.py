@@ -87,21 +87,28 @@ def prepare_fold(
     *,
     numeric_bins: int = NUMERIC_BINS,
     bin_encoding: BinEncoding | str = BinEncoding.LINEAR,
+    copy_encoding: bool = False,
 ) -> PreparedFold:
     """Fit the preprocessing on the fold's training rows only and move both parts to the device.
 
     ``fold=-1`` trains on every row (no validation part), as a refit does. ``numeric_bins=0``
     gives plain inputs (standardized numbers, one-hot categories), as the benchmarks' original
-    pipeline had.
+    pipeline had. ``copy_encoding`` adds the copy inputs (see :class:`Preprocessor`), fitted on
+    the training rows' target.
     """
     train = dataset.folds != fold
     frame = dataset.features
-    pre = Preprocessor(dataset.plan, numeric_bins=numeric_bins, bin_encoding=bin_encoding)
-    pre.fit(frame.loc[train])
-    x_train = torch.from_numpy(pre.transform(frame.loc[train])).to(device)
-    x_valid = torch.from_numpy(pre.transform(frame.loc[~train])).to(device)
     y = dataset.target.values
     task = dataset.task
+    pre = Preprocessor(
+        dataset.plan,
+        numeric_bins=numeric_bins,
+        bin_encoding=bin_encoding,
+        copy_encoding=copy_encoding,
+    )
+    x_train_np = pre.fit_transform(frame.loc[train], y[train], task, dataset.target.n_outputs)
+    x_train = torch.from_numpy(x_train_np).to(device)
+    x_valid = torch.from_numpy(pre.transform(frame.loc[~train])).to(device)
     shift, scale = 0.0, 1.0
     if task is Task.MULTICLASS or task is Task.MULTILABEL:
         y_train = torch.from_numpy(y[train]).to(device)
@@ -203,6 +210,7 @@ class Objective:
         report_cv_scores: bool = False,
         numeric_bins: int = NUMERIC_BINS,
         bin_encoding: BinEncoding | str = BinEncoding.LINEAR,
+        copy_encoding: bool = False,
         fold_cache_bytes: int | None = None,
         fold_cache_share: float = FOLD_CACHE_SHARE,
         on_note: Callable[[str], None] | None = None,
@@ -221,6 +229,8 @@ class Objective:
         self.report_cv_scores = report_cv_scores
         self.numeric_bins = numeric_bins
         self.bin_encoding = bin_encoding
+        self.copy_encoding = copy_encoding
+        self._noted_copies = False
         self.epoch_slot = epoch_slot(space)
         self.fold_cache_bytes = fold_cache_bytes
         self.fold_cache_share = fold_cache_share
@@ -255,7 +265,16 @@ class Objective:
             self.device,
             numeric_bins=self.numeric_bins,
             bin_encoding=self.bin_encoding,
+            copy_encoding=self.copy_encoding,
         )
+        copies = prepared.preprocessor.copies_
+        if copies is not None and not self._noted_copies and self.on_note is not None:
+            self._noted_copies = True
+            self.on_note(
+                f"{copies.share:.0%} of fold {k}'s training rows have an identical training row; "
+                "the copy encoding gives each row the cross-fitted mean target of its copies "
+                "and their count as inputs (--no-copy-encoding turns it off)"
+            )
         size = prepared.tensors.nbytes
         if sum(f.tensors.nbytes for f in self._folds.values()) + size <= self.fold_cache_bytes:
             self._folds[k] = prepared

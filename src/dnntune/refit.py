@@ -41,6 +41,7 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         target,
         numeric_bins=config.numeric_bins,
         bin_encoding=config.bin_encoding,
+        copy_encoding=config.copies,
     )
     params = manifest["params"]
     epochs = max(1, round(statistics.median(f["best_epoch"] for f in manifest["folds"])))

@@ -262,6 +262,7 @@ def tune(
         report_cv_scores=config.auto_stop,
         numeric_bins=config.numeric_bins,
         bin_encoding=config.bin_encoding,
+        copy_encoding=config.copies,
         fold_cache_share=memory_share,
         on_note=note,
     )

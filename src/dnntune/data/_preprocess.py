@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dnntune.config import NUMERIC_BINS, BinEncoding
+from dnntune.config import NUMERIC_BINS, BinEncoding, Task
+from dnntune.data._copies import CopyEncoder
 
 __all__ = [
     "ColumnPlan",
@@ -225,6 +226,11 @@ class Preprocessor:
     one-hot over the levels seen at least ``min_frequency`` times in training (at most
     ``max_levels``); rarer and unseen levels share one ``__other__`` column, and missing values
     are a level of their own.
+
+    With ``copy_encoding``, :meth:`fit_transform` (given the training target) also fits a
+    :class:`~dnntune.data._copies.CopyEncoder` when the training rows repeat each other, and
+    every matrix gains its inputs: the cross-fitted mean target of a row's identical training
+    rows and their count.
     """
 
     def __init__(
@@ -236,6 +242,7 @@ class Preprocessor:
         numeric_bins: int = NUMERIC_BINS,
         bin_encoding: BinEncoding | str = BinEncoding.LINEAR,
         rows_per_bin: int = 500,
+        copy_encoding: bool = False,
     ) -> None:
         self.plan = plan
         self.min_frequency = min_frequency
@@ -243,6 +250,8 @@ class Preprocessor:
         self.numeric_bins = numeric_bins
         self.bin_encoding = BinEncoding(bin_encoding)
         self.rows_per_bin = rows_per_bin
+        self.copy_encoding = copy_encoding
+        self.copies_: CopyEncoder | None = None
 
     def fit(self, frame: pd.DataFrame) -> Preprocessor:
         n = len(frame)
@@ -281,8 +290,25 @@ class Preprocessor:
             counts = pd.Series(_levels(frame[name])).value_counts()
             kept = counts[counts >= min_freq].head(self.max_levels)
             self.categories_[name] = sorted(str(v) for v in kept.index)
+        self.copies_ = None
         self.feature_names_ = self._feature_names()
         return self
+
+    def fit_transform(
+        self, frame: pd.DataFrame, target: np.ndarray, task: Task, n_classes: int = 2
+    ) -> np.ndarray:
+        """Fit on training rows and their target; return their matrix. The copy inputs of
+        these rows are cross-fitted, so none of them carries its own row's target."""
+        self.fit(frame)
+        x = self._transform_base(frame)
+        if not self.copy_encoding:
+            return x
+        fitted = CopyEncoder.fit_transform(x, target, task, n_classes)
+        if fitted is None:
+            return x
+        self.copies_, columns = fitted
+        self.feature_names_ += self.copies_.feature_names()
+        return np.hstack([x, columns])
 
     def _raw_numeric(self, frame: pd.DataFrame, name: str) -> np.ndarray:
         col = frame[name]
@@ -307,8 +333,16 @@ class Preprocessor:
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Return a float32 matrix of shape (rows, n_features)."""
+        x = self._transform_base(frame)
+        if self.copies_ is None:
+            return x
+        return np.hstack([x, self.copies_.transform(x)])
+
+    def _transform_base(self, frame: pd.DataFrame) -> np.ndarray:
+        """The matrix of the table's own columns (without the copy inputs)."""
         n = len(frame)
-        out = np.zeros((n, self.n_features), dtype=np.float32)
+        n_base = self.n_features - (self.copies_.n_features if self.copies_ is not None else 0)
+        out = np.zeros((n, n_base), dtype=np.float32)
         rows = np.arange(n)
         j = 0
         for name, st in self.numeric_.items():
@@ -348,6 +382,7 @@ class Preprocessor:
             "bin_encoding": self.bin_encoding.value,
             "bin_range": self.bin_range_,
             "feature_names": self.feature_names_,
+            "copies": self.copies_.to_dict() if self.copies_ is not None else None,
         }
 
     @classmethod
@@ -360,4 +395,7 @@ class Preprocessor:
         self.bin_encoding = BinEncoding(d.get("bin_encoding", BinEncoding.ONEHOT))
         self.bin_range_ = {k: [float(e) for e in v] for k, v in d.get("bin_range", {}).items()}
         self.feature_names_ = list(d["feature_names"])
+        copies = d.get("copies")  # absent: saved before the copy encoding
+        self.copies_ = CopyEncoder.from_dict(copies) if copies is not None else None
+        self.copy_encoding = self.copies_ is not None
         return self
