@@ -165,19 +165,32 @@ def test_a_study_from_before_the_bins_resumes_only_without_them(
     first = dnntune.tune(trials=1, **settings)
     stored = first.study.user_attrs[CONFIG_ATTR]
     # What the first dnntune stored: no numeric_bins (it had none), no bin_encoding, no
-    # group_duplicates, no fold_seed (its folds came from the seed).
-    later = ("numeric_bins", "bin_encoding", "group_duplicates", "fold_seed", "categorical")
+    # group_duplicates, no fold_seed (its folds came from the seed), no copy encoding.
+    later = (
+        "numeric_bins",
+        "bin_encoding",
+        "group_duplicates",
+        "fold_seed",
+        "categorical",
+        "copy_encoding",
+    )
     old = {k: v for k, v in stored.items() if k not in later}
     first.study.set_user_attr(CONFIG_ATTR, old)
-    with pytest.raises(StorageError, match=r"numeric_bins: 0, now 32"):
+    with pytest.raises(StorageError, match=r"numeric_bins: 0, now 32") as refused:
         dnntune.tune(trials=2, **settings)
-    again = dnntune.tune(trials=2, numeric_bins=0, **settings)  # no bins: no encoding to match
+    assert "copy_encoding: False, now True" in str(refused.value)
+    with pytest.raises(StorageError, match=r"copy_encoding: False, now True"):
+        dnntune.tune(trials=2, numeric_bins=0, **settings)
+    # No bins: no encoding to match.
+    again = dnntune.tune(trials=2, numeric_bins=0, copy_encoding=False, **settings)
     assert len(again.study.trials) == 2
     # What the next one stored: 16 one-hot bins, before bin_encoding existed.
     first.study.set_user_attr(CONFIG_ATTR, {**old, "numeric_bins": 16})
     with pytest.raises(StorageError, match=r"bin_encoding: 'onehot', now 'linear'"):
-        dnntune.tune(trials=3, numeric_bins=16, **settings)
-    again = dnntune.tune(trials=3, numeric_bins=16, bin_encoding="onehot", **settings)
+        dnntune.tune(trials=3, numeric_bins=16, copy_encoding=False, **settings)
+    again = dnntune.tune(
+        trials=3, numeric_bins=16, bin_encoding="onehot", copy_encoding=False, **settings
+    )
     assert len(again.study.trials) == 3
     # Folds split with another seed than the run's are another study.
     first.study.set_user_attr(CONFIG_ATTR, {**stored, "fold_seed": 7})
@@ -195,13 +208,23 @@ def test_a_study_from_before_the_bins_resumes_only_without_them(
     # a space file restores.
     first.study.set_user_attr(CONFIG_ATTR, {**old, "numeric_bins": 0, "space": old_space})
     with pytest.raises(StorageError, match=r"\(space: lr_schedule 'constant', now 'cosine'\)"):
-        dnntune.tune(trials=6, numeric_bins=0, **settings)
+        dnntune.tune(trials=6, numeric_bins=0, copy_encoding=False, **settings)
     constant = write_space(tmp_path / "constant.yaml", TINY_SPACE + "lr_schedule: constant\n")
-    again = dnntune.tune(trials=6, numeric_bins=0, **{**settings, "space": str(constant)})
+    again = dnntune.tune(
+        trials=6, numeric_bins=0, copy_encoding=False, **{**settings, "space": str(constant)}
+    )
     assert len(again.study.trials) == 6
     assert TuneConfig.from_stored({"data": "x.csv"}).numeric_bins == 0
     stored_16 = TuneConfig.from_stored({"data": "x.csv", "numeric_bins": 16})
     assert (stored_16.numeric_bins, stored_16.bin_encoding) == (16, "onehot")
+    assert TuneConfig.from_stored({"data": "x.csv"}).copy_encoding is False
+    # Grouped folds have no copy encoding, asked for or not: the same study either way.
+    grouped = TuneConfig(data="x.csv", group_duplicates=True)
+    assert not grouped.copies
+    assert (
+        grouped.identity() == TuneConfig(**{**grouped.__dict__, "copy_encoding": False}).identity()
+    )
+    assert grouped.identity() != TuneConfig(data="x.csv").identity()
 
 
 def test_categorical_columns_are_one_hot_in_the_saved_model_and_part_of_the_study(

@@ -157,6 +157,9 @@ def test_resume_with_other_settings_is_refused(cli, tmp_path: Path, credit_g: Pa
     r = cli(*args, "--metric", "accuracy")
     assert r.returncode == 2
     assert "was run with different settings (metric: 'roc_auc', now 'accuracy')" in r.stderr
+    r = cli(*args, "--no-copy-encoding")
+    assert r.returncode == 2
+    assert "(copy_encoding: True, now False)" in r.stderr
 
 
 def test_same_seed_same_trials(cli, tmp_path: Path, credit_g: Path) -> None:

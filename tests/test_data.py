@@ -353,3 +353,86 @@ def test_group_duplicates_keeps_copies_of_a_row_in_one_fold(wine: Path, task: Ta
     two_rows = pd.DataFrame({"x": [1.0, 2.0] * 10, "y": [0, 1] * 10})
     with pytest.raises(DataError, match="needs at least 5 distinct rows, but the table has 2"):
         build_dataset(LoadedTable(two_rows, "mem"), target=("y",), group_duplicates=True)
+
+
+def _copy_inputs(pre: Preprocessor, x: np.ndarray) -> np.ndarray:
+    """The copy columns of a transformed matrix, back in their own units: the copies' mean
+    target (shrunk) and log(1 + copies)."""
+    copies = pre.copies_
+    assert copies is not None
+    return x[:, -copies.n_features :] * copies.scale + copies.mean
+
+
+def test_copy_encoding_never_shows_a_row_its_own_target(wine: Path) -> None:
+    ds = build_dataset(load_table(str(wine)), target=("target",), task=Task.REGRESSION)
+    y = ds.target.values.astype(float)
+    groups = duplicate_groups(ds.features[ds.plan.features])
+    sizes = np.bincount(groups)[groups]
+    row = int(np.flatnonzero(sizes >= 4)[0])  # a wine measured at least 4 times
+    twins = np.flatnonzero((groups == groups[row]) & (np.arange(len(y)) != row))
+
+    def encode(target: np.ndarray) -> tuple[Preprocessor, np.ndarray]:
+        pre = Preprocessor(ds.plan, numeric_bins=0, copy_encoding=True)
+        x = pre.fit_transform(ds.features, target, Task.REGRESSION)
+        return pre, _copy_inputs(pre, x)
+
+    pre, before = encode(y)
+    assert pre.copies_ is not None and 0.2 < pre.copies_.share < 0.6
+    assert pre.feature_names_[-2:] == ["copies__target", "copies__count"]
+    changed = y.copy()
+    changed[row] += 3.0
+    _, after = encode(changed)
+    # Its own value is cross-fitted: computed without its own target ...
+    np.testing.assert_allclose(after[row], before[row], atol=1e-6)
+    # ... while copies in other parts see it move.
+    assert np.any(after[twins, 0] > before[twins, 0] + 0.1)
+    # A training row counts only the copies outside its own part, never itself.
+    counted = np.round(np.expm1(before[:, 1]), 4)  # float32 inputs
+    assert np.all(counted <= sizes - 1) and np.all(counted[sizes == 1] == 0)
+    assert np.any((counted > 0) & (counted < sizes - 1))
+
+
+def test_new_rows_get_the_copies_of_every_training_row(wine: Path) -> None:
+    ds = build_dataset(load_table(str(wine)), target=("target",), task=Task.REGRESSION)
+    y = ds.target.values.astype(float)
+    train = ds.folds != 0
+    pre = Preprocessor(ds.plan, numeric_bins=0, copy_encoding=True)
+    pre.fit_transform(ds.features[train], y[train], Task.REGRESSION)
+    valid = ds.features[~train]
+    got = _copy_inputs(pre, pre.transform(valid))
+    # Count the identical training rows by the raw values, independently of the row keys.
+    cols = list(ds.plan.features)
+    train_rows = ds.features.loc[train, cols].assign(y=y[train])
+    stats = train_rows.groupby(cols).y.agg(["count", "mean"])
+    looked = valid[cols].merge(stats, left_on=cols, right_index=True, how="left")
+    n_copies = looked["count"].fillna(0).to_numpy()
+    assert (n_copies > 0).mean() > 0.1  # validation rows with copies in training
+    np.testing.assert_allclose(np.expm1(got[:, 1]), n_copies, atol=1e-4)
+    prior = y[train].mean()
+    np.testing.assert_allclose(got[n_copies == 0, 0], prior, atol=1e-5)
+    # With copies: their mean, shrunk towards the training mean (never past either).
+    mean = looked["mean"].to_numpy()
+    has = n_copies > 0
+    lo, hi = np.minimum(mean[has], prior), np.maximum(mean[has], prior)
+    assert np.all((got[has, 0] >= lo - 1e-5) & (got[has, 0] <= hi + 1e-5))
+    assert np.corrcoef(got[has, 0], mean[has])[0, 1] > 0.9
+    # The state is JSON and gives the same inputs back.
+    back = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    np.testing.assert_array_equal(back.transform(valid), pre.transform(valid))
+
+
+def test_copy_encoding_needs_copies_and_keys_equal_rows_only(credit_g: Path) -> None:
+    from dnntune.data._copies import row_keys
+
+    ds = build_dataset(load_table(str(credit_g)), target=("target",))
+    y = ds.target.values
+    pre = Preprocessor(ds.plan, copy_encoding=True)
+    x = pre.fit_transform(ds.features, y, Task.BINARY)
+    plain = Preprocessor(ds.plan).fit(ds.features)
+    # No two credit applications are alike: nothing to encode, the inputs are the usual ones.
+    assert pre.copies_ is None and pre.to_dict()["copies"] is None
+    np.testing.assert_array_equal(x, plain.transform(ds.features))
+    assert len(np.unique(row_keys(x))) == len(x)
+    rows = np.array([[0.0, 1.5], [-0.0, 1.5], [0.0, -1.5], [1.5, 0.0]], dtype=np.float32)
+    keys = row_keys(rows)
+    assert keys[0] == keys[1] and len(set(keys.tolist())) == 3

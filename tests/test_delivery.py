@@ -303,6 +303,19 @@ def test_hotel_round_trip(cli, tmp_path: Path, hotel: Path) -> None:
     pred = pd.read_parquet(tmp_path / "p.parquet")
     frame = load_table(str(hotel)).frame
     np.testing.assert_allclose(pred["proba_1"], _ensemble_on(result, frame), rtol=1e-4, atol=1e-5)
+    # The bookings repeat each other: the saved model carries its folds' copy tables and
+    # recognizes copies in the file it reads again, as the validation rows were read in training.
+    loaded = load_model(tmp_path / "run")
+    assert all(pre.copies_ is not None for pre in loaded.preprocessors)
+    assert loaded.preprocessors[0].feature_names_[-2:] == ["copies__target", "copies__count"]
+    manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
+    oof = pd.read_csv(tmp_path / "run" / "model" / manifest["oof_predictions"])
+    for k in (0, 1):
+        rows = oof[oof["fold"] == k]
+        x = torch.from_numpy(loaded.preprocessors[k].transform(frame.iloc[rows["row"]]))
+        with torch.inference_mode():
+            p = torch.sigmoid(loaded.models[k](x))[:, 0].numpy()
+        np.testing.assert_allclose(rows["proba_1"], p, rtol=1e-4, atol=1e-5)
 
 
 def test_killed_runs_always_leave_a_loadable_model(tmp_path: Path, credit_g: Path) -> None:
