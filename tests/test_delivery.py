@@ -215,6 +215,7 @@ def test_show_prints_what_the_model_is(cli, credit_run) -> None:
         "credit_g.tsv.gz (1000 rows, sha256",
         "columns:     20 used\n    numeric:     duration, credit_amount, age\n"
         "    categorical: checking_status, credit_history, purpose, ",
+        "copies:      none\n",  # no two applications are alike
         "versions:",
         "Sequential(",
         "Linear(in_features=",
@@ -316,6 +317,10 @@ def test_hotel_round_trip(cli, tmp_path: Path, hotel: Path) -> None:
         with torch.inference_mode():
             p = torch.sigmoid(loaded.models[k](x))[:, 0].numpy()
         np.testing.assert_allclose(rows["proba_1"], p, rtol=1e-4, atol=1e-5)
+    r = cli("show", "run")
+    assert r.returncode == 0, r
+    share = f"{loaded.preprocessors[0].copies_.share:.0%}"
+    assert f"copies:      2 inputs from identical training rows ({share} of fold 0's" in r.stdout
 
 
 def test_killed_runs_always_leave_a_loadable_model(tmp_path: Path, credit_g: Path) -> None:

@@ -301,7 +301,7 @@ def _print_result(result: object) -> None:
     folds = best.user_attrs.get("fold_scores", [])
     typer.echo(
         f"Best value ({result.metric.name.value}, {result.metric.direction}, mean of "
-        f"{len(folds)} folds): {best.value:.6f}"
+        f"{len(folds)} fold{'' if len(folds) == 1 else 's'}): {best.value:.6f}"
     )
     model = result.model
     if model is not None:
@@ -560,17 +560,26 @@ def show(
     refit = m.get("refit")
     plan = predictor.loaded.preprocessors[0].plan
     roles = [("numeric", plan.numeric), ("dates", plan.datetime), ("categorical", plan.categorical)]
+    copies = predictor.loaded.preprocessors[0].copies_
+    copy_line = "none"
+    if copies is not None:
+        copy_line = (
+            f"{copies.n_features} inputs from identical training rows ({copies.share:.0%} of "
+            f"fold {m['folds'][0]['fold']}'s training rows have one)"
+        )
     lines = [
         f"Model of trial {m['trial_number']} (saved {m['created_at']})",
         f"  task:        {m['task']}{classes}",
         f"  target:      {', '.join(m['target'])}",
         f"  metric:      {m['metric']} ({m['direction']}): CV {m['value']:.6f} "
-        f"(mean of {len(m['folds'])} folds), out-of-fold {m['oof_value']:.6f}",
+        f"(mean of {len(m['folds'])} fold{'' if len(m['folds']) == 1 else 's'}), "
+        f"out-of-fold {m['oof_value']:.6f}",
         f"  parameters:  {m['params']}",
         f"  data:        {data['source']} ({data['rows']} rows, sha256 {data.get('sha256')})",
         f"  columns:     {len(m['columns'])} used",
         *(f"    {role + ':':<13}{', '.join(names)}" for role, names in roles if names),
         f"  ignored:     {m.get('ignored_columns') or 'none'}",
+        f"  copies:      {copy_line}",
         "  refit:       "
         + (f"{refit['epochs']} epochs on {refit['rows']} rows" if refit else "none"),
         f"  versions:    {m['versions']}",
