@@ -28,6 +28,9 @@ __all__ = ["COPY_SHARE", "INNER_FOLDS", "CopyEncoder", "row_keys"]
 
 COPY_SHARE = 0.01  # the encoding is fitted when at least this share of training rows has a copy
 INNER_FOLDS = 5
+# The inner split is fixed rather than drawn from the run's seed: like the rest of a fold's
+# preprocessing, its inputs depend on the fold's training rows only, so runs that vary the
+# training seed on the same folds (--fold-seed) see the same inputs.
 INNER_SEED = 0
 
 
