@@ -63,6 +63,8 @@ def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
         str(space),
         "--jobs",
         "2",
+        "--categorical",
+        "duration",
         "--output-dir",
         "cmp",
     )
@@ -83,7 +85,9 @@ def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
     assert len(names) == 4 and all(n.endswith(("-r0", "-r1")) for n in names)
     default = {"optimizer": "AdamW", "num_layers": 2, "hidden_size": 32, "learning_rate": 3e-3}
     for name in names:
-        trials = optuna.load_study(study_name=name, storage=storage).trials
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert study.user_attrs[CONFIG_ATTR]["categorical"] == ["duration"]
+        trials = study.trials
         assert len(trials) == 3
         # No warm start: the first trial is the sampler's, not the space's defaults.
         assert {k: trials[0].params[k] for k in default} != default
@@ -123,7 +127,8 @@ def test_leaderboard_prints_counts_seconds_and_dashes(capsys: pytest.CaptureFixt
 
 def test_compare_groups_duplicate_rows(cli, tmp_path: Path, wine: Path) -> None:
     # The white wines repeat rows: with --group-duplicates every study runs on grouped folds
-    # (stored in its settings), and the note suggesting the option does not appear.
+    # (stored in its settings), and the note suggesting the option does not appear. The
+    # column settings reach every study too (--categorical in the test above).
     r = cli(
         "compare",
         "--data",
@@ -143,6 +148,7 @@ def test_compare_groups_duplicate_rows(cli, tmp_path: Path, wine: Path) -> None:
         "--space",
         str(write_space(tmp_path / "s.yaml")),
         "--group-duplicates",
+        "--no-copy-encoding",
         "--output-dir",
         "cmp",
     )
@@ -151,6 +157,7 @@ def test_compare_groups_duplicate_rows(cli, tmp_path: Path, wine: Path) -> None:
     storage = open_storage(f"journal:{(tmp_path / 'cmp' / 'compare.journal').resolve()}")
     (summary,) = optuna.get_all_study_summaries(storage)
     assert summary.user_attrs[CONFIG_ATTR]["group_duplicates"] is True
+    assert summary.user_attrs[CONFIG_ATTR]["copy_encoding"] is False
 
 
 def test_compare_rejects_unknown_sampler(cli, tmp_path: Path) -> None:

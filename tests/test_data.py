@@ -436,3 +436,31 @@ def test_copy_encoding_needs_copies_and_keys_equal_rows_only(credit_g: Path) -> 
     rows = np.array([[0.0, 1.5], [-0.0, 1.5], [0.0, -1.5], [1.5, 0.0]], dtype=np.float32)
     keys = row_keys(rows)
     assert keys[0] == keys[1] and len(set(keys.tolist())) == 3
+
+
+@pytest.mark.parametrize(
+    ("task", "n_targets"),
+    [(Task.BINARY, 1), (Task.MULTICLASS, 3), (Task.MULTILABEL, 2), (Task.REGRESSION, 1)],
+)
+def test_copy_inputs_per_task(task: Task, n_targets: int) -> None:
+    from dnntune.data._copies import CopyEncoder
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)[rng.integers(0, 40, 400)]  # many copies
+    signal = x[:, 0] > 0
+    y: np.ndarray = {
+        Task.BINARY: signal.astype(np.int64),
+        Task.MULTICLASS: signal.astype(np.int64) + (x[:, 1] > 1),
+        Task.MULTILABEL: np.stack([signal, x[:, 1] > 0], axis=1).astype(np.int64),
+        Task.REGRESSION: x[:, 0] + rng.normal(scale=0.1, size=400),
+    }[task]
+    fitted = CopyEncoder.fit_transform(x, y, task, n_classes=3)
+    assert fitted is not None
+    encoder, train_cols = fitted
+    assert train_cols.shape == (400, n_targets + 1) and np.isfinite(train_cols).all()
+    assert len(encoder.feature_names()) == n_targets + 1
+    # Each target column follows what it encodes (its copies' target, cross-fitted).
+    targets = y.reshape(400, -1) if task is not Task.MULTICLASS else np.eye(3)[y]
+    for j in range(n_targets):
+        assert np.corrcoef(train_cols[:, j], targets[:, j])[0, 1] > 0.8
+    assert np.isfinite(encoder.transform(x[:5])).all()
