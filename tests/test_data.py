@@ -436,6 +436,7 @@ def test_copy_encoding_needs_copies_and_keys_equal_rows_only(credit_g: Path) -> 
     rows = np.array([[0.0, 1.5], [-0.0, 1.5], [0.0, -1.5], [1.5, 0.0]], dtype=np.float32)
     keys = row_keys(rows)
     assert keys[0] == keys[1] and len(set(keys.tolist())) == 3
+    assert row_keys(rows[:0]).shape == (0,)  # an empty table has no keys, and no error
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def row_keys(x: np.ndarray) -> np.ndarray:
     """A 64-bit key per row of an input matrix: identical rows, identical keys (BLAKE2b of the
     row's float32 bytes, stable across machines and versions)."""
     rows = np.ascontiguousarray(x, dtype=np.float32) + np.float32(0.0)  # -0.0 reads as 0.0
-    raw = rows.view(np.uint8).reshape(len(rows), -1)
+    raw = rows.view(np.uint8).reshape(len(rows), 4 * rows.shape[1])
     return np.array(
         [
             int.from_bytes(hashlib.blake2b(r.tobytes(), digest_size=8).digest(), "little")
