@@ -21,6 +21,7 @@ import hashlib
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from dnntune.config import Task
 
@@ -83,7 +84,7 @@ class CopyEncoder:
         scale: np.ndarray,
         share: float,
     ) -> None:
-        self.keys = keys  # sorted distinct row keys of the training rows
+        self.keys = keys  # distinct row keys (int64) of the training rows
         self.encodings = encodings  # (keys, targets): shrunk mean target of each key's rows
         self.counts = counts  # training rows per key
         self.prior = prior  # the training mean, for rows with no copy
@@ -124,12 +125,12 @@ class CopyEncoder:
             encoder = TargetEncoder(target_type="continuous", cv=splits)
             train_cols[:, j] = encoder.fit_transform(column, targets[:, j])[:, 0]
             # fit_transform also fits on every row: the encodings new rows get.
-            encodings[np.searchsorted(distinct, encoder.categories_[0]), j] = encoder.encodings_[0]
+            at = pd.Index(distinct).get_indexer(encoder.categories_[0])
+            encodings[at, j] = encoder.encodings_[0]
         for inner_train, inner_valid in splits:
             seen, seen_counts = np.unique(keys[inner_train], return_counts=True)
-            at = np.searchsorted(seen, keys[inner_valid]).clip(max=len(seen) - 1)
-            found = seen[at] == keys[inner_valid]
-            train_cols[inner_valid, -1] = np.where(found, seen_counts[at], 0)
+            at = pd.Index(seen).get_indexer(keys[inner_valid])  # -1: no copy in the other parts
+            train_cols[inner_valid, -1] = np.where(at >= 0, seen_counts[at], 0)
         train_cols[:, -1] = np.log1p(train_cols[:, -1])
         mean = train_cols.mean(axis=0)
         scale = train_cols.std(axis=0)
@@ -140,22 +141,20 @@ class CopyEncoder:
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Columns for rows not used in fitting (validation or new rows), from every training
         row: copies' shrunk mean target (or the training mean) and log(1 + copies)."""
-        keys = row_keys(x)
-        cols = np.empty((len(keys), self.n_features))
+        at = pd.Index(self.keys).get_indexer(row_keys(x))  # -1: no copy among the training rows
+        found = at >= 0
+        cols = np.empty((len(at), self.n_features))
         cols[:, :-1] = self.prior
         cols[:, -1] = 0.0
-        if len(keys):
-            at = np.searchsorted(self.keys, keys).clip(max=len(self.keys) - 1)
-            found = self.keys[at] == keys
-            cols[found, :-1] = self.encodings[at[found]]
-            cols[found, -1] = self.counts[at[found]]
+        cols[found, :-1] = self.encodings[at[found]]
+        cols[found, -1] = self.counts[at[found]]
         cols[:, -1] = np.log1p(cols[:, -1])
         return ((cols - self.mean) / self.scale).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "keys": _pack(self.keys),
-            "encodings": _pack(self.encodings.astype(np.float64)),
+            "encodings": _pack(self.encodings),
             "counts": _pack(self.counts.astype(np.int32)),
             "prior": self.prior.tolist(),
             "mean": self.mean.tolist(),
@@ -166,9 +165,9 @@ class CopyEncoder:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CopyEncoder:
         return cls(
-            _unpack(d["keys"]).astype(np.int64),
-            _unpack(d["encodings"]).astype(np.float64),
-            _unpack(d["counts"]).astype(np.int64),
+            _unpack(d["keys"]),
+            _unpack(d["encodings"]),
+            _unpack(d["counts"]),
             np.asarray(d["prior"], dtype=np.float64),
             np.asarray(d["mean"], dtype=np.float64),
             np.asarray(d["scale"], dtype=np.float64),
