@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import time
 from pathlib import Path
 
@@ -329,8 +330,9 @@ def test_numeric_bins_and_copy_inputs_reach_the_model_and_can_be_turned_off(
 ) -> None:
     # 4,898 rows: 2 folds leave ~2,450 training rows, room for 4 bins per numeric column.
     # About a fifth of the wines repeat another's measurements, so the copy encoding applies.
-    widths = {}
+    widths, notes = {}, {}
     for bins, copies in ((32, False), (0, False), (0, True)):
+        said: list[str] = []
         result = dnntune.tune(
             data=str(wine),
             target=("target",),
@@ -342,12 +344,19 @@ def test_numeric_bins_and_copy_inputs_reach_the_model_and_can_be_turned_off(
             copy_encoding=copies,
             space=str(write_space(tmp_path / "s.yaml")),
             output_dir=str(tmp_path / f"run{bins}{copies}"),
+            on_note=said.append,
         )
         assert result.model is not None
         widths[bins, copies] = result.model[0].in_features
+        notes[bins, copies] = [m for m in said if "copy encoding" in m]
     assert widths[0, False] == 11  # the 11 measured columns, standardized
     assert widths[32, False] > widths[0, False] + 11  # each column also has its bins
     assert widths[0, True] == 11 + 2  # the copies' mean target and their count
+    # The user is told once, with the share of training rows that have a copy.
+    assert notes[32, False] == notes[0, False] == []
+    (note,) = notes[0, True]
+    assert re.match(r"\d+% of fold 0's training rows have an identical training row; ", note)
+    assert note.endswith("(--no-copy-encoding turns it off)")
 
 
 OOM_SPACE = """\
