@@ -36,11 +36,11 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from dnntune.config import MetricName, Task
-from dnntune.data import build_dataset, load_table
-from dnntune.engine import METRICS, FoldTensors, evaluate, fit, resolve_device
+from dnntune._runtime import tune_allocator
+from dnntune.config import Columns, MetricName, Preprocessing, Task
+from dnntune.data import FoldTensors, build_dataset, load_table, prepare_fold
+from dnntune.engine import METRICS, evaluate, fit, resolve_device
 from dnntune.model import make_mlp
-from dnntune.objective import prepare_fold
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hotel_bookings.csv.gz"
 # The original study's best architecture.
@@ -208,17 +208,17 @@ def load_fold(args: argparse.Namespace, device: torch.device):
         table = type(table)(
             table.frame.sample(8000, random_state=0).reset_index(drop=True), table.source
         )
-    dataset = build_dataset(
-        table,
-        target=("is_canceled",),
-        drop=("reservation_status", "reservation_status_date"),
-        folds=5,
+    columns = Columns(
+        target=("is_canceled",), drop=("reservation_status", "reservation_status_date")
     )
+    dataset = build_dataset(table, columns, seed=42)
     # The original pipeline's inputs: standardized numbers and one-hot categories, no bins.
-    return dataset, prepare_fold(dataset, 0, device, numeric_bins=0).tensors
+    plain = Preprocessing(numeric_bins=0, copy_encoding=False)
+    return dataset, prepare_fold(dataset, 0, device, plain).tensors
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()  # as the dnntune command does (DNNTUNE_TUNE_MALLOC=0: the ablation's child)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--batch-size",

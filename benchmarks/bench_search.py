@@ -49,8 +49,9 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import DATA, OriginalModel, RowDataset
-from dnntune.data import build_dataset, load_table
-from dnntune.objective import epoch_slot, prepare_fold
+from dnntune.config import Columns, Preprocessing
+from dnntune.data import build_dataset, load_table, prepare_fold
+from dnntune.objective import epoch_slot
 from dnntune.space import default_space
 
 DROP = ("reservation_status", "reservation_status_date")
@@ -60,14 +61,10 @@ def original_study(
     budget: float, data: Path, group_duplicates: bool = False
 ) -> list[tuple[float, float]]:
     """(seconds since start, value) of each finished trial of the re-created original study."""
-    dataset = build_dataset(
-        load_table(str(data)),
-        target=("is_canceled",),
-        drop=DROP,
-        folds=5,
-        group_duplicates=group_duplicates,
-    )
-    fold = prepare_fold(dataset, 0, torch.device("cpu"), numeric_bins=0).tensors
+    columns = Columns(target=("is_canceled",), drop=DROP, group_duplicates=group_duplicates)
+    dataset = build_dataset(load_table(str(data)), columns, seed=42)
+    plain = Preprocessing(numeric_bins=0, copy_encoding=False)  # the original's inputs
+    fold = prepare_fold(dataset, 0, torch.device("cpu"), plain).tensors
     x_train, y_train = fold.x_train.numpy(), fold.y_train.numpy()[:, 0]
     x_valid, y_valid = fold.x_valid.numpy(), fold.y_valid_eval.astype(np.float32)
     start = time.perf_counter()

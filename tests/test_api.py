@@ -114,6 +114,7 @@ STAGES = [
     "parallel",
     "report",
     "compare",
+    "api",
     "cli",
 ]
 
@@ -148,10 +149,10 @@ def test_data_flows_one_way() -> None:
                     assert order[other] < order[mine], f"{rel} imports dnntune.{other}"
 
 
-def test_a_study_from_before_the_bins_resumes_only_without_them(
+def test_a_study_resumes_only_with_its_own_settings_and_format(
     tmp_path: Path, credit_g: Path
 ) -> None:
-    from dnntune.config import TuneConfig
+    from dnntune.config import CONFIG_FORMAT, TuneConfig
     from dnntune.exceptions import StorageError
     from dnntune.study import CONFIG_ATTR
 
@@ -165,67 +166,74 @@ def test_a_study_from_before_the_bins_resumes_only_without_them(
     }
     first = dnntune.tune(trials=1, **settings)
     stored = first.study.user_attrs[CONFIG_ATTR]
-    # What the first dnntune stored: no numeric_bins (it had none), no bin_encoding, no
-    # group_duplicates, no fold_seed (its folds came from the seed), no copy encoding.
-    later = (
-        "numeric_bins",
-        "bin_encoding",
-        "group_duplicates",
-        "fold_seed",
-        "categorical",
-        "copy_encoding",
-    )
-    old = {k: v for k, v in stored.items() if k not in later}
-    first.study.set_user_attr(CONFIG_ATTR, old)
-    with pytest.raises(StorageError, match=r"numeric_bins: 0, now 32") as refused:
-        dnntune.tune(trials=2, **settings)
-    assert "copy_encoding: False, now True" in str(refused.value)
-    with pytest.raises(StorageError, match=r"copy_encoding: False, now True"):
+    assert stored["format"] == CONFIG_FORMAT
+    with pytest.raises(StorageError, match=r"\(numeric_bins: 32, now 0\); rerun with the same"):
         dnntune.tune(trials=2, numeric_bins=0, **settings)
-    # No bins: no encoding to match.
-    again = dnntune.tune(trials=2, numeric_bins=0, copy_encoding=False, **settings)
-    assert len(again.study.trials) == 2
-    # What the next one stored: 16 one-hot bins, before bin_encoding existed.
-    first.study.set_user_attr(CONFIG_ATTR, {**old, "numeric_bins": 16})
-    with pytest.raises(StorageError, match=r"bin_encoding: 'onehot', now 'linear'"):
-        dnntune.tune(trials=3, numeric_bins=16, copy_encoding=False, **settings)
-    again = dnntune.tune(
-        trials=3, numeric_bins=16, bin_encoding="onehot", copy_encoding=False, **settings
-    )
-    assert len(again.study.trials) == 3
     # Folds split with another seed than the run's are another study.
     first.study.set_user_attr(CONFIG_ATTR, {**stored, "fold_seed": 7})
     with pytest.raises(StorageError, match=r"fold_seed: 7, now 42"):
-        dnntune.tune(trials=4, **settings)
-    again = dnntune.tune(trials=4, fold_seed=7, **settings)
-    assert len(again.study.trials) == 4
-    # Before the fixed defaults were stored, a study's space listed its own parameters only.
-    # The previous release trained the others with today's defaults: it resumes as it is.
-    own = ("optimizer", "num_layers", "hidden_size", "dropout", "learning_rate", "epochs")
-    old_space = {k: v for k, v in stored["space"].items() if k in own}
-    first.study.set_user_attr(CONFIG_ATTR, {**stored, "space": old_space})
-    assert len(dnntune.tune(trials=5, **settings).study.trials) == 5
-    # The releases before it (no bin_encoding stored) had no schedule: a constant rate, which
-    # a space file restores.
-    first.study.set_user_attr(CONFIG_ATTR, {**old, "numeric_bins": 0, "space": old_space})
-    with pytest.raises(StorageError, match=r"\(space: lr_schedule 'constant', now 'cosine'\)"):
-        dnntune.tune(trials=6, numeric_bins=0, copy_encoding=False, **settings)
-    constant = write_space(tmp_path / "constant.yaml", TINY_SPACE + "lr_schedule: constant\n")
-    again = dnntune.tune(
-        trials=6, numeric_bins=0, copy_encoding=False, **{**settings, "space": str(constant)}
-    )
-    assert len(again.study.trials) == 6
-    assert TuneConfig.from_stored({"data": "x.csv"}).numeric_bins == 0
-    stored_16 = TuneConfig.from_stored({"data": "x.csv", "numeric_bins": 16})
-    assert (stored_16.numeric_bins, stored_16.bin_encoding) == (16, "onehot")
-    assert TuneConfig.from_stored({"data": "x.csv"}).copy_encoding is False
+        dnntune.tune(trials=2, **settings)
+    again = dnntune.tune(trials=2, fold_seed=7, **settings)
+    assert len(again.study.trials) == 2
+    # A study stored in another format (or none: an older dnntune) is refused in one line.
+    for format_ in (None, CONFIG_FORMAT + 1):
+        first.study.set_user_attr(CONFIG_ATTR, {**stored, "format": format_})
+        with pytest.raises(StorageError) as refused:
+            dnntune.tune(trials=3, **settings)
+        message = str(refused.value)
+        assert "\n" not in message
+        assert f"settings format is {format_}; this one reads format {CONFIG_FORMAT}" in message
+        assert message.endswith("use a new study name")
     # Grouped folds have no copy encoding, asked for or not: the same study either way.
-    grouped = TuneConfig(data="x.csv", group_duplicates=True)
+    grouped = TuneConfig.of(data="x.csv", group_duplicates=True)
     assert not grouped.copies
-    assert (
-        grouped.identity() == TuneConfig(**{**grouped.__dict__, "copy_encoding": False}).identity()
+    assert grouped.identity() == grouped.replace(copy_encoding=False).identity()
+    assert grouped.identity() != TuneConfig.of(data="x.csv").identity()
+
+
+def test_settings_come_from_one_definition() -> None:
+    """The API's keywords, the CLI's options and the stored identity follow from SETTINGS."""
+    import inspect
+
+    from dnntune.cli import app
+    from dnntune.config import SETTINGS, TuneConfig
+
+    signature = inspect.signature(dnntune.tune)
+    keywords = {n: p.default for n, p in signature.parameters.items()}
+    for name, s in SETTINGS.items():
+        assert keywords.pop(name) == s.default, name
+        assert f"``{name}``" in dnntune.tune.__doc__ and s.help in dnntune.tune.__doc__
+    assert set(keywords) == {"show_progress", "on_note"}
+    import typer.main
+
+    command = typer.main.get_command(app).commands["tune"]  # type: ignore[attr-defined]
+    options = {p.name for p in command.params}
+    assert set(SETTINGS) <= options
+    config = TuneConfig.of()
+    assert set(config.to_dict()) == set(SETTINGS)
+    assert TuneConfig.from_dict(config.to_dict()) == config
+
+
+def test_settings_are_checked_at_once_naming_the_keywords() -> None:
+    from dnntune.config import TuneConfig
+    from dnntune.exceptions import ConfigError
+
+    with pytest.raises(ConfigError) as bad:
+        dnntune.tune(folds=1, trials=0, sampler="bayes")
+    assert str(bad.value) == (
+        "folds must be at least 2, but got 1; unknown sampler 'bayes'; choose one of: grid, "
+        "random, tpe, gp, cmaes, qmc; trials must be at least 1, but got 0"
     )
-    assert grouped.identity() != TuneConfig(data="x.csv").identity()
+    assert bad.value.cli_message().startswith("--folds must be at least 2, but got 1; ")
+    with pytest.raises(ConfigError, match=r"max_folds must be between 1 and folds=3, but got 4"):
+        TuneConfig.of(folds=3, max_folds=4)
+    with pytest.raises(ConfigError, match=r"unknown setting 'fodls' \(did you mean 'folds'\?\)"):
+        TuneConfig.of(fodls=3)
+    with pytest.raises(ConfigError, match=r"^patience must be an integer, but got '5'$"):
+        TuneConfig.of(patience="5")
+    config = TuneConfig.of(target="a, b", categorical=["y", "x,y"], sampler="RANDOM")
+    assert config.columns.target == ("a", "b") and config.columns.categorical == ("x", "y")
+    assert config.search.sampler == "random"
 
 
 def test_categorical_columns_are_one_hot_in_the_saved_model_and_part_of_the_study(
@@ -270,34 +278,30 @@ def test_folds_past_the_memory_budget_are_prepared_again_with_the_same_results(
     model keeps no fold's inputs."""
     import sys
 
-    from dnntune.config import TuneConfig
-    from dnntune.data import dataset_from_config
+    from dnntune.config import Preprocessing, Training, TuneConfig
+    from dnntune.data import FoldCache, dataset_from_config, prepare_fold
     from dnntune.engine import resolve_metric
-    from dnntune.objective import Objective, prepare_fold
+    from dnntune.objective import Objective
     from dnntune.space import load_space
 
-    dataset = dataset_from_config(TuneConfig(data=str(credit_g), target="target", folds=3))
+    config = TuneConfig.of(data=str(credit_g), target="target", folds=3)
+    dataset = dataset_from_config(config)
     space = load_space(write_space(tmp_path / "s.yaml"))
     metric = resolve_metric(None, dataset.task)
-    one_fold = prepare_fold(dataset, 0, torch.device("cpu")).tensors.nbytes
+    cpu = torch.device("cpu")
+    one_fold = prepare_fold(dataset, 0, cpu).tensors.nbytes
     runs = {}
     notes: list[str] = []
     for budget in (sys.maxsize, int(1.5 * one_fold), 0):
-        objective = Objective(
-            dataset,
-            space,
-            metric,
-            device=torch.device("cpu"),
-            fold_cache_bytes=budget,
-            on_note=notes.append,
-        )
+        folds = FoldCache(dataset, cpu, Preprocessing(), budget=budget, on_note=notes.append)
+        objective = Objective(space, metric, folds, Training())
         study = optuna.create_study(
             direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0)
         )
         study.optimize(objective, n_trials=2)
         assert objective.best is not None
         assert all(f.tensors.nbytes == 0 for f in objective.best.folds)
-        runs[budget] = (objective.cached_folds, [t.value for t in study.trials], objective.best)
+        runs[budget] = (folds.kept, [t.value for t in study.trials], objective.best)
     everything, first_only, none = runs.values()
     assert (everything[0], first_only[0], none[0]) == ([0, 1, 2], [0], [])
     assert len(notes) == 2  # once per objective that could not keep every fold
@@ -308,20 +312,19 @@ def test_folds_past_the_memory_budget_are_prepared_again_with_the_same_results(
         for outputs, expected in zip(best.oof_outputs, everything[2].oof_outputs, strict=True):
             np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
     # A run's memory share (a worker's --memory-share) reaches its objective, and the note the user.
-    from dnntune.study import tune as tune_here
+    from dnntune.study import prepare_run, run_trials
 
     said: list[str] = []
-    run = tune_here(
+    config = TuneConfig.of(
         data=str(credit_g),
         target=("target",),
-        trials=1,
         folds=2,
         space=str(write_space(tmp_path / "s.yaml")),
         output_dir=str(tmp_path / "run"),
-        memory_share=1e-15,  # not a byte: no fold kept
-        on_note=said.append,
     )
-    assert run.best_value == pytest.approx(run.study.best_value)
+    run = prepare_run(config, memory_share=1e-15, on_note=said.append)  # not a byte: none kept
+    run_trials(run, 1)
+    assert run.result().best_value == pytest.approx(run.study.best_value)
     assert [m for m in said if m.startswith("fold 0's tensors")], said
 
 
@@ -356,7 +359,7 @@ def test_numeric_bins_and_copy_inputs_reach_the_model_and_can_be_turned_off(
     assert notes[32, False] == notes[0, False] == []
     (note,) = notes[0, True]
     assert re.match(r"\d+% of fold 0's training rows have an identical training row; ", note)
-    assert note.endswith("(--no-copy-encoding turns it off)")
+    assert note.endswith("(copy_encoding=False turns it off)")
 
 
 OOM_SPACE = """\

@@ -75,8 +75,8 @@ def test_non_numeric_regression_target(cli, tmp_path: Path) -> None:
         ("--metric", "f1", "unknown metric 'f1'; choose one of: roc_auc, logloss, accuracy"),
         ("--metric", "rmse", "metric 'rmse' does not apply to a binary task"),
         ("--task", "ranking", "unknown task 'ranking'; choose one of: binary, multiclass"),
-        ("--numeric-bins", "1", "--numeric-bins must be 0 (off) or between 2 and 1024, got 1"),
-        ("--bin-encoding", "cubic", "unknown bin encoding 'cubic'; choose one of: linear, onehot"),
+        ("--numeric-bins", "1", "--numeric-bins must be 0 (off) or between 2 and 1024, but got 1"),
+        ("--folds", "1", "--folds must be at least 2, but got 1"),
     ],
 )
 def test_unknown_names(cli, tmp_path: Path, option: str, value: str, message: str) -> None:

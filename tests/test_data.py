@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnntune.config import Task
+from dnntune.config import Columns, Preprocessing, Task, TuneConfig
 from dnntune.data import (
+    LoadedTable,
     Preprocessor,
     assign_folds,
     build_dataset,
@@ -21,9 +22,17 @@ from dnntune.data import (
     unparsed_dates_note,
     unparsed_values,
 )
-from dnntune.data._io import LoadedTable
 from dnntune.exceptions import DataError
 from dnntune.testing import synthetic_table
+
+
+def _dataset(table: LoadedTable, *, seed: int = 42, **columns: object):
+    """build_dataset with the column and fold settings as keywords."""
+    return build_dataset(table, Columns(**columns), seed)
+
+
+def _fold_table(table: LoadedTable, *, seed: int = 42, **columns: object) -> pd.DataFrame:
+    return fold_table(table, TuneConfig.of(seed=seed, **columns))
 
 
 @pytest.mark.parametrize(
@@ -65,7 +74,7 @@ def test_hotel_file_reads_null_and_na_as_missing(hotel: Path) -> None:
     assert len(frame) == 119_390
     assert frame["agent"].isna().sum() > 0  # the string NULL
     assert frame["children"].isna().sum() == 4  # the string NA
-    ds = build_dataset(
+    ds = _dataset(
         load_table(str(hotel)),
         target=("is_canceled",),
         drop=("reservation_status", "reservation_status_date"),
@@ -137,11 +146,11 @@ def test_named_columns_are_categorical_whatever_their_values() -> None:
 
 def test_categorical_must_name_feature_columns() -> None:
     table = LoadedTable(synthetic_table(30), "mem")
-    with pytest.raises(DataError, match=r"--categorical column 'colr' not in the table \(did"):
-        build_dataset(table, target=("y",), categorical=("colr",))
-    with pytest.raises(DataError, match=r"--categorical column 'y' is not a feature"):
-        build_dataset(table, target=("y",), categorical=("y",))
-    ds = build_dataset(table, target=("y",), categorical=("x1",))
+    with pytest.raises(DataError, match=r"categorical column 'colr' not in the table \(did"):
+        _dataset(table, target=("y",), categorical=("colr",))
+    with pytest.raises(DataError, match=r"categorical column 'y' is not a feature"):
+        _dataset(table, target=("y",), categorical=("y",))
+    ds = _dataset(table, target=("y",), categorical=("x1",))
     assert "x1" in ds.plan.categorical
 
 
@@ -185,7 +194,7 @@ def test_dates_across_a_daylight_saving_change_are_read() -> None:
     assert {s[-6:] for s in frame["d"]} == {"+01:00", "+02:00"}
     plan = plan_columns(frame)
     assert plan.datetime == ["d"] and plan.hints == []
-    out = Preprocessor(plan, numeric_bins=0).fit(frame).transform(frame)
+    out = Preprocessor(plan, Preprocessing(numeric_bins=0)).fit(frame).transform(frame)
     steps = np.diff(out[:, 0])
     np.testing.assert_allclose(steps, steps[0], rtol=1e-4)  # one hour apart, in UTC
 
@@ -203,7 +212,9 @@ def test_date_strings_become_numeric() -> None:
 def test_preprocessing_is_fitted_on_training_rows_only() -> None:
     train = pd.DataFrame({"x": [1.5, 2.5, 3.5, np.nan] * 5, "c": ["a"] * 10 + ["b"] * 10})
     valid = pd.DataFrame({"x": [1000.0, np.nan], "c": ["zzz", "a"]})
-    pre = Preprocessor(plan_columns(train), min_frequency=1, numeric_bins=0).fit(train)
+    pre = Preprocessor(plan_columns(train), Preprocessing(numeric_bins=0), min_frequency=1).fit(
+        train
+    )
     assert pre.numeric_["x"]["median"] == 2.5  # from training rows; 1000 is never seen
     assert pre.feature_names_ == ["x", "x__missing", "c=a", "c=b", "c=__other__"]
     out = pre.transform(valid)
@@ -219,7 +230,9 @@ def test_numeric_bins_come_from_training_quantiles() -> None:
     valid = pd.DataFrame(
         {"x": [-5.0, 50.0, 1e6, np.nan, 37.625], "k": [2.5, 2.5, 9.0, np.nan, 2.0]}
     )
-    pre = Preprocessor(plan_columns(train), numeric_bins=4, rows_per_bin=10).fit(train)
+    pre = Preprocessor(plan_columns(train), Preprocessing(numeric_bins=4), rows_per_bin=10).fit(
+        train
+    )
     assert pre.bin_edges_["x"] == [25.25, 50.0, 74.75]  # quartiles of the training rows
     assert pre.bin_range_["x"] == [0.5, 99.5]
     assert pre.bin_edges_["k"] == [2.5]  # three distinct values: two bins of some width
@@ -236,34 +249,15 @@ def test_numeric_bins_come_from_training_quantiles() -> None:
         [1, 0.5, 0, 0],  # halfway through the second bin
     ]
     assert k_bins.tolist() == [[1, 0], [1, 0], [1, 1], [1, 0], [0.5, 0]]
-    off = Preprocessor(plan_columns(train), numeric_bins=0).fit(train)
+    off = Preprocessor(plan_columns(train), Preprocessing(numeric_bins=0)).fit(train)
     assert off.feature_names_ == ["x", "k"] and not off.bin_edges_
-    few = Preprocessor(plan_columns(train), numeric_bins=16, rows_per_bin=40).fit(train)
+    few = Preprocessor(plan_columns(train), Preprocessing(numeric_bins=16), rows_per_bin=40).fit(
+        train
+    )
     assert [len(e) + 1 for e in few.bin_edges_.values()] == [2, 2]  # 100 rows: two bins each
     assert not Preprocessor(plan_columns(train)).fit(train).bin_edges_  # 100 rows: none
     again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
     np.testing.assert_array_equal(again.transform(valid), out)
-
-
-def test_onehot_bins_and_models_saved_before_the_linear_encoding() -> None:
-    train = pd.DataFrame({"x": np.arange(100.0) + 0.5, "k": [1.5, 2.5, 3.5] * 33 + [1.5]})
-    valid = pd.DataFrame({"x": [-5.0, 50.0, 1e6, np.nan], "k": [2.5, 2.5, 9.0, np.nan]})
-    pre = Preprocessor(
-        plan_columns(train), numeric_bins=4, rows_per_bin=10, bin_encoding="onehot"
-    ).fit(train)
-    assert pre.bin_edges_["x"] == [25.25, 50.0, 74.75]
-    assert pre.bin_edges_["k"] == [2.5, 3.5]  # three distinct values: three bins
-    names = pre.feature_names_
-    bins = [names.index(f"x__bin{i}") for i in range(4)]
-    out = pre.transform(valid)
-    assert (out[:, bins].sum(axis=1) == 1).all()  # exactly one bin per row
-    assert out[0, bins[0]] == 1 and out[2, bins[3]] == 1  # out of range: the end bins
-    assert out[1, bins[2]] == 1  # an edge value belongs to the bin above it
-    assert out[3, bins[2]] == 1  # missing: the median's bin (and the missing indicator)
-    # A model saved before "linear" existed has no bin_encoding in its state: one-hot.
-    state = pre.to_dict()
-    del state["bin_encoding"], state["bin_range"]
-    np.testing.assert_array_equal(Preprocessor.from_dict(state).transform(valid), out)
 
 
 def test_rare_levels_are_folded() -> None:
@@ -291,14 +285,14 @@ def test_stratified_folds_are_seeded_and_balanced() -> None:
 def test_fold_column_is_honoured() -> None:
     frame = synthetic_table(60)
     frame["kfold"] = np.arange(60) % 3
-    ds = build_dataset(LoadedTable(frame, "mem"), target=("y",), fold_column="kfold")
+    ds = _dataset(LoadedTable(frame, "mem"), target=("y",), fold_column="kfold")
     assert ds.n_folds == 3 and "kfold" not in ds.features.columns
     assert (ds.folds == frame["kfold"].to_numpy()).all()
 
 
 def test_fold_table_adds_column() -> None:
     frame = synthetic_table(60)
-    out = fold_table(LoadedTable(frame, "mem"), target=("y",), folds=4, seed=0)
+    out = _fold_table(LoadedTable(frame, "mem"), target=("y",), folds=4, seed=0)
     assert sorted(out["kfold"].unique()) == [0, 1, 2, 3]
 
 
@@ -307,24 +301,22 @@ def test_fold_table_splits_the_folds_tune_splits() -> None:
     frame["y"] = frame["y"].astype(float)  # 0/1: binary, or a regression with --task
     table = LoadedTable(frame, "mem")
     for task in (None, Task.REGRESSION):  # stratified, then plain shuffled K-fold
-        written = fold_table(table, target=("y",), folds=4, task=task)["kfold"].to_numpy()
-        tuned = build_dataset(table, target=("y",), folds=4, task=task).folds
+        written = _fold_table(table, target=("y",), folds=4, task=task)["kfold"].to_numpy()
+        tuned = _dataset(table, target=("y",), folds=4, task=task).folds
         np.testing.assert_array_equal(written, tuned)
-    assert not (written == fold_table(table, target=("y",), folds=4)["kfold"]).all()
+    assert not (written == _fold_table(table, target=("y",), folds=4)["kfold"]).all()
 
 
 def test_missing_target_rows_are_dropped_with_a_note() -> None:
     frame = synthetic_table(60)
     frame.loc[:4, "y"] = np.nan
-    ds = build_dataset(LoadedTable(frame, "mem"), target=("y",))
+    ds = _dataset(LoadedTable(frame, "mem"), target=("y",))
     assert ds.n_rows == 55 and "dropped 5 rows with a missing target" in ds.notes
 
 
 def test_missing_target_column_lists_close_names() -> None:
-    with pytest.raises(
-        DataError, match=r"--target column 'yy' not in the table \(did you mean 'y'"
-    ):
-        build_dataset(LoadedTable(synthetic_table(30), "mem"), target=("yy",))
+    with pytest.raises(DataError, match=r"target column 'yy' not in the table \(did you mean 'y'"):
+        _dataset(LoadedTable(synthetic_table(30), "mem"), target=("yy",))
 
 
 @pytest.mark.parametrize("task", [Task.MULTICLASS, Task.REGRESSION])
@@ -333,14 +325,14 @@ def test_group_duplicates_keeps_copies_of_a_row_in_one_fold(wine: Path, task: Ta
     from dnntune.exceptions import ConfigError
 
     table = load_table(str(wine))  # the white wines repeat many rows
-    plain = build_dataset(table, target=("target",), task=task)
+    plain = _dataset(table, target=("target",), task=task)
     groups = duplicate_groups(plain.features[plain.plan.features])
     assert len(np.unique(groups)) < 0.9 * len(groups)
     note = next(n for n in plain.notes if "repeat another row's features" in n)
-    assert "--group-duplicates" in note
+    assert note.endswith("; group_duplicates keeps copies in one fold")
     folds_per_group = pd.Series(plain.folds).groupby(groups).nunique()
     assert (folds_per_group > 1).any()  # random folds split copies between train and valid
-    grouped = build_dataset(table, target=("target",), task=task, group_duplicates=True)
+    grouped = _dataset(table, target=("target",), task=task, group_duplicates=True)
     assert not any("repeat another row" in n for n in grouped.notes)
     assert (pd.Series(grouped.folds).groupby(groups).nunique() == 1).all()
     sizes = np.bincount(grouped.folds)
@@ -348,11 +340,11 @@ def test_group_duplicates_keeps_copies_of_a_row_in_one_fold(wine: Path, task: Ta
     if task is Task.MULTICLASS:  # still stratified
         shares = [np.mean(grouped.target.values[grouped.folds == k] == 3) for k in range(5)]
         assert max(shares) - min(shares) < 0.03
-    with pytest.raises(ConfigError, match="--group-duplicates and --fold-column"):
-        TuneConfig(group_duplicates=True, fold_column="kfold")
+    with pytest.raises(ConfigError, match="group_duplicates and fold_column both decide the folds"):
+        TuneConfig.of(group_duplicates=True, fold_column="kfold")
     two_rows = pd.DataFrame({"x": [1.0, 2.0] * 10, "y": [0, 1] * 10})
     with pytest.raises(DataError, match="needs at least 5 distinct rows, but the table has 2"):
-        build_dataset(LoadedTable(two_rows, "mem"), target=("y",), group_duplicates=True)
+        _dataset(LoadedTable(two_rows, "mem"), target=("y",), group_duplicates=True)
 
 
 def _copy_inputs(pre: Preprocessor, x: np.ndarray) -> np.ndarray:
@@ -364,7 +356,7 @@ def _copy_inputs(pre: Preprocessor, x: np.ndarray) -> np.ndarray:
 
 
 def test_copy_encoding_never_shows_a_row_its_own_target(wine: Path) -> None:
-    ds = build_dataset(load_table(str(wine)), target=("target",), task=Task.REGRESSION)
+    ds = _dataset(load_table(str(wine)), target=("target",), task=Task.REGRESSION)
     y = ds.target.values.astype(float)
     groups = duplicate_groups(ds.features[ds.plan.features])
     sizes = np.bincount(groups)[groups]
@@ -372,7 +364,7 @@ def test_copy_encoding_never_shows_a_row_its_own_target(wine: Path) -> None:
     twins = np.flatnonzero((groups == groups[row]) & (np.arange(len(y)) != row))
 
     def encode(target: np.ndarray) -> tuple[Preprocessor, np.ndarray]:
-        pre = Preprocessor(ds.plan, numeric_bins=0, copy_encoding=True)
+        pre = Preprocessor(ds.plan, Preprocessing(numeric_bins=0, copy_encoding=True))
         x = pre.fit_transform(ds.features, target, Task.REGRESSION)
         return pre, _copy_inputs(pre, x)
 
@@ -393,10 +385,10 @@ def test_copy_encoding_never_shows_a_row_its_own_target(wine: Path) -> None:
 
 
 def test_new_rows_get_the_copies_of_every_training_row(wine: Path) -> None:
-    ds = build_dataset(load_table(str(wine)), target=("target",), task=Task.REGRESSION)
+    ds = _dataset(load_table(str(wine)), target=("target",), task=Task.REGRESSION)
     y = ds.target.values.astype(float)
     train = ds.folds != 0
-    pre = Preprocessor(ds.plan, numeric_bins=0, copy_encoding=True)
+    pre = Preprocessor(ds.plan, Preprocessing(numeric_bins=0, copy_encoding=True))
     pre.fit_transform(ds.features[train], y[train], Task.REGRESSION)
     valid = ds.features[~train]
     got = _copy_inputs(pre, pre.transform(valid))
@@ -424,9 +416,9 @@ def test_new_rows_get_the_copies_of_every_training_row(wine: Path) -> None:
 def test_copy_encoding_needs_copies_and_keys_equal_rows_only(credit_g: Path) -> None:
     from dnntune.data._copies import row_keys
 
-    ds = build_dataset(load_table(str(credit_g)), target=("target",))
+    ds = _dataset(load_table(str(credit_g)), target=("target",))
     y = ds.target.values
-    pre = Preprocessor(ds.plan, copy_encoding=True)
+    pre = Preprocessor(ds.plan, Preprocessing(copy_encoding=True))
     x = pre.fit_transform(ds.features, y, Task.BINARY)
     plain = Preprocessor(ds.plan).fit(ds.features)
     # No two credit applications are alike: nothing to encode, the inputs are the usual ones.

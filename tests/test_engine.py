@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from dnntune.config import MetricName, Task
-from dnntune.engine import METRICS, FoldTensors, evaluate, fit, resolve_metric
+from dnntune.data import FoldTensors
+from dnntune.engine import METRICS, evaluate, fit, resolve_metric
 from dnntune.exceptions import ConfigError
 from dnntune.model import PackedLinear, make_mlp
 

@@ -1,4 +1,4 @@
-"""dnntune: tune PyTorch MLPs on tabular data with Optuna, cross-validated and resumable.
+"""dnntune: find the best PyTorch network for a table with Optuna, cross-validated and resumable.
 
 Heavy libraries (torch, optuna, pandas) load on first use of the public API.
 """
@@ -34,7 +34,7 @@ _LAZY = {
     "TuneResult": "dnntune.study",
     "load": "dnntune.inference",
     "load_model": "dnntune.artifacts",
-    "tune": "dnntune.parallel",
+    "tune": "dnntune.api",
 }
 
 

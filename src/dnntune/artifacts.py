@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -22,14 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 import torch
+from optuna.trial import TrialState
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from dnntune.config import Task
-from dnntune.data import Preprocessor
-from dnntune.engine import METRICS, predictions_from_outputs
+from dnntune.config import Task, TuneConfig
+from dnntune.data import Dataset, Preprocessor
+from dnntune.engine import METRICS, Metric, predictions_from_outputs
 from dnntune.exceptions import DataError
 from dnntune.model import make_mlp
 from dnntune.objective import BestModel, model_kwargs
@@ -40,11 +43,15 @@ __all__ = [
     "atomic_path",
     "load_model",
     "prediction_frame",
+    "run_info",
     "save_model",
+    "sha256",
     "write_json",
+    "write_run_outputs",
 ]
 
-FORMAT_VERSION = 1
+# The model folder's format; a folder in another format is refused (see load_model).
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib")
 
@@ -75,7 +82,8 @@ def write_json(path: Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -180,7 +188,7 @@ def _save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
             {
                 "fold": fold.index,
                 "weights": name,
-                "sha256": _sha256(directory / name),
+                "sha256": sha256(directory / name),
                 "score": score,
                 "best_epoch": epoch,
                 "y_shift": fold.tensors.y_shift,
@@ -263,8 +271,8 @@ def load_model(path: str | Path, *, refit: bool = False) -> LoadedModel:
         raise DataError(f"{str(directory / MANIFEST)!r} is not a dnntune model manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(
-            f"model format version {manifest.get('format_version')} in {str(directory)!r} is not "
-            f"supported by this dnntune (version {FORMAT_VERSION}); upgrade dnntune or re-tune"
+            f"the model in {str(directory)!r} has format {manifest.get('format_version')}; this "
+            f"dnntune reads format {FORMAT_VERSION}; tune again to get a model it can load"
         )
     entries = [manifest["refit"]] if refit else manifest["folds"]
     if refit and manifest.get("refit") is None:
@@ -274,7 +282,7 @@ def load_model(path: str | Path, *, refit: bool = False) -> LoadedModel:
         weights = directory / entry["weights"]
         if weights.suffix != ".safetensors":
             _refuse_pickle(weights)
-        if not weights.is_file() or _sha256(weights) != entry["sha256"]:
+        if not weights.is_file() or sha256(weights) != entry["sha256"]:
             raise DataError(
                 f"weights {str(weights)!r} are missing or do not match the manifest's checksum"
             )
@@ -291,8 +299,6 @@ def load_model(path: str | Path, *, refit: bool = False) -> LoadedModel:
 def torch_versions() -> dict[str, str]:
     import platform
 
-    import optuna
-
     from dnntune import __version__
 
     return {
@@ -301,3 +307,91 @@ def torch_versions() -> dict[str, str]:
         "optuna": optuna.__version__,
         "python": platform.python_version(),
     }
+
+
+def run_info(config: TuneConfig, dataset: Dataset, metric: Metric) -> dict[str, Any]:
+    """What a saved model records of its run: task, metric, columns, data, versions, settings
+    (``row_ids``, not stored, maps dataset rows to file rows for the out-of-fold file)."""
+    source = Path(dataset.source)
+    return {
+        "task": dataset.task.value,
+        "metric": metric.name.value,
+        "direction": metric.direction,
+        "columns": dataset.plan.features,
+        "ignored_columns": dataset.plan.dropped,
+        "target": list(dataset.target.columns),
+        "classes": dataset.target.classes,
+        "data": {
+            "source": dataset.source,
+            "rows": dataset.n_rows,
+            "sha256": sha256(source) if source.is_file() else None,
+        },
+        "versions": torch_versions(),
+        "config": config.to_dict(),
+        "row_ids": dataset.row_ids,
+    }
+
+
+def _epochs(trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any]:
+    """Epochs saved by early stopping and pruning: of the trials that ended that way, not of
+    failed ones (out of memory, interrupted), which record no epochs run."""
+    ended = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+    def count(t: optuna.trial.FrozenTrial, key: str) -> int:
+        return int(t.user_attrs.get(key, 0))
+
+    run = sum(count(t, "epochs_run") for t in ended)
+    budget = sum(count(t, "epochs_budget") for t in ended)
+    pruned = sum(
+        count(t, "epochs_budget") - count(t, "epochs_run")
+        for t in ended
+        if t.state is TrialState.PRUNED
+    )
+    return {
+        "run": run,
+        "budget": budget,
+        "saved_share": round(1 - run / budget, 4) if budget else None,
+        "saved_by_pruning_share": round(pruned / budget, 4) if budget else None,
+    }
+
+
+def write_run_outputs(
+    study: optuna.Study, config: TuneConfig, dataset: Dataset, metric: Metric, wall: float
+) -> None:
+    """summary.json, best_params.json (when a trial completed) and trials.csv of a run."""
+    run_dir = config.run_dir
+    trials = study.get_trials(deepcopy=False)
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    complete = [
+        t
+        for t in trials
+        if t.state is TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
+    best = study.best_trial if complete else None
+    summary = {
+        "study": study.study_name,
+        "metric": metric.name.value,
+        "direction": metric.direction,
+        "task": dataset.task.value,
+        "best_value": best.value if best else None,
+        "best_trial": best.number if best else None,
+        "best_params": best.params if best else None,
+        "trials": counts,
+        "wall_time_s": round(wall, 2),
+        "epochs": _epochs(trials),
+        "auto_stop": study.user_attrs.get("auto_stop"),
+        "data": {"source": dataset.source, "rows": dataset.n_rows, "folds": dataset.n_folds},
+        "sampler": config.search.sampler.value,
+        "pruner": config.search.pruner.value,
+        "config": config.to_dict(),
+    }
+    write_json(run_dir / "summary.json", summary)
+    if best:
+        write_json(run_dir / "best_params.json", best.params)
+    frame = study.trials_dataframe()
+    # The per-epoch timeline is long and lives in the study; the table keeps one row per trial.
+    frame = frame.drop(columns=["user_attrs_report_seconds"], errors="ignore")
+    with atomic_path(run_dir / "trials.csv") as tmp:
+        frame.to_csv(tmp, index=False)

@@ -6,23 +6,21 @@ on one line (``error: ...``) with exit code 2 and no traceback.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
+import typing
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from dnntune import __version__
 from dnntune._logs import quiet_expected_failures
-from dnntune.config import (
-    NUMERIC_BINS,
-    BinEncoding,
-    MetricName,
-    PrunerName,
-    SamplerName,
-    Task,
-    parse_choice,
-)
+from dnntune._names import render
+from dnntune.config import SETTINGS, SamplerName, Setting, parse_choice
 from dnntune.exceptions import ConfigError, DnntuneError
 
 app = typer.Typer(
@@ -33,8 +31,22 @@ app = typer.Typer(
 )
 
 
-def _choices(enum: type[StrEnum]) -> str:
-    return ", ".join(m.value for m in enum)
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dnntune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Tune the hyperparameters of PyTorch MLPs on tabular data with Optuna."""
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -44,163 +56,79 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
-DataOpt = Annotated[
-    str,
-    typer.Option(
-        "--data", help="CSV/TSV(.gz)/Parquet file, or builtin:breast_cancer|digits|diabetes."
-    ),
-]
-TargetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--target", help="Target column; several (comma-separated) mean multilabel."),
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="One seed for folds, sampler and training.")]
-FoldsOpt = Annotated[int, typer.Option("--folds", help="Number of cross-validation folds.")]
-DropOpt = Annotated[
-    list[str] | None, typer.Option("--drop", help="Columns to ignore (comma-separated).")
-]
-CategoricalOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--categorical",
-        help="Columns to one-hot encode whatever their values, e.g. numeric codes "
-        "(comma-separated).",
-    ),
-]
-TaskOpt = Annotated[str | None, typer.Option("--task", help=f"Force the task: {_choices(Task)}.")]
-MetricOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--metric",
-        help=f"Metric: {_choices(MetricName)} (default: roc_auc / logloss / rmse by task).",
-    ),
-]
-MaxFoldsOpt = Annotated[
-    int | None, typer.Option("--max-folds", help="Folds each trial runs (<= --folds).")
-]
-PrunerOpt = Annotated[str, typer.Option("--pruner", help=f"Pruner: {_choices(PrunerName)}.")]
-SpaceOpt = Annotated[Path | None, typer.Option("--space", help="Search space file (YAML or TOML).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-NumericBinsOpt = Annotated[
-    int,
-    typer.Option(
-        "--numeric-bins",
-        help="Quantile bins encoded beside each numeric column (at most one per 500 training "
-        "rows); 0 turns them off.",
-    ),
-]
-GroupDuplicatesOpt = Annotated[
-    bool,
-    typer.Option(
-        "--group-duplicates",
-        help="Keep rows with identical features in one fold (no copy of a training row is "
-        "validated on).",
-    ),
-]
-CopyEncodingOpt = Annotated[
-    bool,
-    typer.Option(
-        "--copy-encoding/--no-copy-encoding",
-        help="When training rows repeat each other, give each row the cross-fitted mean target "
-        "of its identical training rows and their count as inputs (off with --group-duplicates).",
-    ),
-]
-BinEncodingOpt = Annotated[
-    str,
-    typer.Option(
-        "--bin-encoding",
-        help=f"How a value's bin is encoded: {_choices(BinEncoding)} (linear: piecewise-linear).",
-    ),
-]
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def _task(task: str | None) -> Task | None:
-    return parse_choice(Task, task, "task") if task else None
+def _option(s: Setting, default: Any, help: str | None) -> inspect.Parameter:
+    """A setting as a keyword-only Typer option: the CLI's view of its one definition."""
+    args = [a for a in typing.get_args(s.hint) if a is not type(None)]
+    base = args[0] if args else s.hint
+    optional = type(None) in typing.get_args(s.hint)
+    decl, kind = _flag(s.name), s.hint
+    if base is bool:
+        decl, kind = f"{decl}/--no-{decl[2:]}", bool
+    elif typing.get_origin(s.hint) is tuple:
+        kind, default = list[str] | None, None  # repeatable, each comma-separated
+    elif isinstance(base, type) and issubclass(base, StrEnum):
+        kind = str | None if optional else str
+        default = default.value if isinstance(default, StrEnum) else default
+    option = typer.Option(decl, help=help or render(s.help_template, flags=True))
+    return inspect.Parameter(
+        s.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+    )
 
 
-def _parsed_options(
-    *,
-    target: list[str] | None,
-    drop: list[str] | None,
-    categorical: list[str] | None,
-    task: str | None,
-    metric: str | None,
-    pruner: str,
-    space: Path | None,
-    bin_encoding: str,
-) -> dict[str, Any]:
-    """The options tune and compare share, from command-line strings to TuneConfig values."""
-    return {
-        "target": _split(target),
-        "drop": _split(drop),
-        "categorical": _split(categorical),
-        "task": _task(task),
-        "metric": parse_choice(MetricName, metric, "metric") if metric else None,
-        "pruner": parse_choice(PrunerName, pruner, "pruner"),
-        "space": str(space) if space else None,
-        "bin_encoding": parse_choice(BinEncoding, bin_encoding, "bin encoding"),
-    }
+def with_settings(
+    names: Iterable[str], **changed: tuple[Any, str]
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command an option for each named setting; its body receives their values as
+    ``settings`` (a dict for :meth:`TuneConfig.of`). ``changed``: name -> (default, help) where
+    the command reads a setting its own way."""
+    chosen = list(names)
+
+    def wrap(body: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(body, eval_str=True)
+        params = []
+        for name in chosen:
+            default, help = changed.get(name, (SETTINGS[name].default, None))
+            params.append(_option(SETTINGS[name], default, help))
+        params += [p for p in own.parameters.values() if p.name != "settings"]
+
+        @functools.wraps(body)
+        def command(**kwargs: Any) -> None:
+            settings = {n: kwargs.pop(n) for n in chosen}
+            settings = {k: () if v is None and k in _LISTS else v for k, v in settings.items()}
+            body(settings=settings, **kwargs)
+
+        command.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return wrap
+
+
+_LISTS = {n for n, s in SETTINGS.items() if typing.get_origin(s.hint) is tuple}
+
+
+def _note(msg: str) -> None:
+    """A library note on stderr, naming this CLI's options."""
+    typer.echo(f"note: {render(getattr(msg, 'template', msg), flags=True)}", err=True)
+
+
+DataOpt = Annotated[str, typer.Option("--data", help=SETTINGS["data"].help)]
+TargetOpt = Annotated[list[str] | None, typer.Option("--target", help=SETTINGS["target"].help)]
+DeviceOpt = Annotated[str, typer.Option("--device", help=SETTINGS["device"].help)]
+
+# tune's own options, beside the settings.
+_TUNE_ONLY = ("progress", "verbose", "report", "refit")
 
 
 @app.command()
+@with_settings(SETTINGS)
 def tune(
-    data: DataOpt = "builtin:breast_cancer",
-    target: TargetOpt = None,
-    drop: DropOpt = None,
-    categorical: CategoricalOpt = None,
-    task: TaskOpt = None,
-    metric: MetricOpt = None,
-    folds: FoldsOpt = 5,
-    max_folds: MaxFoldsOpt = None,
-    fold_column: Annotated[str | None, typer.Option(help="Use this existing fold column.")] = None,
-    group_duplicates: GroupDuplicatesOpt = False,
-    sampler: Annotated[str, typer.Option(help=f"Sampler: {_choices(SamplerName)}.")] = "tpe",
-    pruner: PrunerOpt = "median",
-    trials: Annotated[
-        int | None,
-        typer.Option(
-            help="Total finished trials the study should hold (default 20 without --timeout)."
-        ),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(help="Seconds for the whole study, the trial in flight included."),
-    ] = None,
-    seed: SeedOpt = 42,
-    fold_seed: Annotated[
-        int | None,
-        typer.Option(
-            help="Seed of the fold split only (default: --seed): other seeds, the same folds."
-        ),
-    ] = None,
-    space: SpaceOpt = None,
-    grid_points: Annotated[
-        int, typer.Option(help="Grid sampler: points per continuous range.")
-    ] = 3,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs.")] = 5,
-    numeric_bins: NumericBinsOpt = NUMERIC_BINS,
-    bin_encoding: BinEncodingOpt = BinEncoding.LINEAR.value,
-    copy_encoding: CopyEncodingOpt = True,
-    study: Annotated[
-        str | None, typer.Option(help="Study name (default: from data/target).")
-    ] = None,
-    storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL (default: sqlite in the run folder).")
-    ] = None,
-    output_dir: Annotated[
-        Path | None, typer.Option(help="Run folder (default runs/STUDY).")
-    ] = None,
-    warm_start: Annotated[
-        bool, typer.Option(help="Start with the space's default configuration.")
-    ] = True,
-    device: DeviceOpt = "auto",
-    auto_stop: Annotated[
-        bool,
-        typer.Option(help="Stop when further improvement is below the CV noise (Terminator)."),
-    ] = False,
-    jobs: Annotated[
-        int, typer.Option(help="Worker processes sharing the study (journal file or --storage).")
-    ] = 1,
+    *,
+    settings: dict[str, Any],
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     verbose: Annotated[bool, typer.Option(help="Log every trial as Optuna does.")] = False,
     report: Annotated[
@@ -219,46 +147,11 @@ def tune(
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
     _catch_signals()
-
     try:
-        config = TuneConfig(
-            data=data,
-            **_parsed_options(
-                target=target,
-                drop=drop,
-                categorical=categorical,
-                task=task,
-                metric=metric,
-                pruner=pruner,
-                space=space,
-                bin_encoding=bin_encoding,
-            ),
-            folds=folds,
-            max_folds=max_folds,
-            fold_column=fold_column,
-            group_duplicates=group_duplicates,
-            sampler=parse_choice(SamplerName, sampler, "sampler"),
-            trials=trials,
-            timeout=timeout,
-            seed=seed,
-            fold_seed=fold_seed,
-            grid_points=grid_points,
-            patience=patience,
-            numeric_bins=numeric_bins,
-            copy_encoding=copy_encoding,
-            study=study,
-            storage=storage_from_env(storage),
-            output_dir=str(output_dir) if output_dir else None,
-            warm_start=warm_start,
-            device=device,
-            jobs=jobs,
-            auto_stop=auto_stop,
-        )
-        from dnntune.parallel import tune as run_tune  # PyTorch: after the options are checked
+        config = TuneConfig.of(**{**settings, "storage": storage_from_env(settings["storage"])})
+        from dnntune.parallel import tune_config  # PyTorch: after the options are checked
 
-        result = run_tune(
-            config, show_progress=progress, on_note=lambda msg: typer.echo(f"note: {msg}", err=True)
-        )
+        result = tune_config(config, show_progress=progress, on_note=_note)
     except KeyboardInterrupt:
         typer.echo("interrupted: the study keeps every finished trial; rerun to resume", err=True)
         raise typer.Exit(130) from None
@@ -271,7 +164,7 @@ def tune(
     if refit and (result.run_dir / "model" / "manifest.json").is_file():
         from dnntune.refit import refit as run_refit
 
-        path = run_refit(result.run_dir, device=device)
+        path = run_refit(result.run_dir, device=config.training.device)
         typer.echo(f"Refit on all rows: {path}")
 
 
@@ -310,40 +203,42 @@ def _print_result(result: object) -> None:
     typer.echo(f"Outputs: {result.run_dir}")
 
 
+_FOLD_SETTINGS = (
+    "data",
+    "target",
+    "drop",
+    "categorical",
+    "task",
+    "folds",
+    "group_duplicates",
+    "seed",
+)
+
+
 @app.command()
+@with_settings(_FOLD_SETTINGS)
 def folds(
-    data: DataOpt = "builtin:breast_cancer",
-    target: TargetOpt = None,
-    folds: FoldsOpt = 5,
-    seed: SeedOpt = 42,
+    *,
+    settings: dict[str, Any],
     output: Annotated[
         Path, typer.Option(help="File to write (.csv, .csv.gz, .tsv, .parquet).")
     ] = Path("train_folds.csv"),
     fold_column: Annotated[str, typer.Option(help="Name of the fold column.")] = "kfold",
-    group_duplicates: GroupDuplicatesOpt = False,
-    drop: DropOpt = None,
-    categorical: CategoricalOpt = None,
-    task: TaskOpt = None,
 ) -> None:
     """Write the table with a fold column (stratified for classification), e.g. train_folds.csv."""
     from dnntune.artifacts import atomic_path
+    from dnntune.config import TuneConfig
     from dnntune.data import fold_table, load_table
 
     _check_output_suffix(output)
-    frame = fold_table(
-        load_table(data),
-        target=_split(target),
-        folds=folds,
-        seed=seed,
-        column=fold_column,
-        group_duplicates=group_duplicates,
-        drop=_split(drop),
-        categorical=_split(categorical),
-        task=_task(task),
-    )
+    config = TuneConfig.of(**settings)
+    frame = fold_table(load_table(config.columns.data), config, column=fold_column)
     with atomic_path(output) as tmp:
         _write_table(frame, tmp, output)
-    typer.echo(f"wrote {output} ({len(frame)} rows, {folds} folds in column {fold_column!r})")
+    typer.echo(
+        f"wrote {output} ({len(frame)} rows, {config.columns.folds} folds in column "
+        f"{fold_column!r})"
+    )
 
 
 @app.command()
@@ -394,7 +289,7 @@ def worker(
             threads=threads,
             memory_share=memory_share,
             tickets=tickets,
-            on_note=lambda msg: typer.echo(f"note: {msg}", err=True),
+            on_note=_note,
         )
     except KeyboardInterrupt:
         typer.echo("worker stopped: its running trial was marked failed", err=True)
@@ -402,34 +297,35 @@ def worker(
     typer.echo(f"worker {index} done: study {study!r} holds {len(result.study.trials)} trials")
 
 
+# The settings compare passes to every run (the sampler, seed offsets and storage are its own).
+_COMPARE_SETTINGS = (
+    *(n for n, st in SETTINGS.items() if st.group in ("columns", "preprocessing", "training")),
+    "pruner",
+    "space",
+    "trials",
+    "timeout",
+    "grid_points",
+    "seed",
+)
+
+
 @app.command("compare")
+@with_settings(
+    _COMPARE_SETTINGS,
+    trials=(20, "Trials per run (the shared budget)."),
+    timeout=(None, "Seconds per run."),
+)
 def compare_command(
-    data: DataOpt = "builtin:breast_cancer",
-    target: TargetOpt = None,
-    drop: DropOpt = None,
-    categorical: CategoricalOpt = None,
-    task: TaskOpt = None,
-    metric: MetricOpt = None,
-    folds: FoldsOpt = 5,
-    max_folds: MaxFoldsOpt = None,
-    group_duplicates: GroupDuplicatesOpt = False,
+    *,
+    settings: dict[str, Any],
     samplers: Annotated[str, typer.Option(help="Comma-separated samplers to compare.")] = (
         "grid,random,tpe,gp,cmaes"
     ),
-    pruner: PrunerOpt = "median",
-    trials: Annotated[int | None, typer.Option(help="Trials per run (the shared budget).")] = 20,
-    timeout: Annotated[float | None, typer.Option(help="Seconds per run.")] = None,
     repeats: Annotated[
         int, typer.Option(help="Runs per sampler, seeds seed, seed+1, ... (the folds: seed).")
     ] = 3,
     jobs: Annotated[int, typer.Option(help="Runs in parallel processes.")] = 1,
-    seed: SeedOpt = 42,
-    space: SpaceOpt = None,
-    numeric_bins: NumericBinsOpt = NUMERIC_BINS,
-    bin_encoding: BinEncodingOpt = BinEncoding.LINEAR.value,
-    copy_encoding: CopyEncodingOpt = True,
     output_dir: Annotated[Path | None, typer.Option(help="Comparison folder.")] = None,
-    device: DeviceOpt = "auto",
 ) -> None:
     """Compare samplers on the same data, space, folds and budget, with repeats."""
     import optuna
@@ -440,34 +336,13 @@ def compare_command(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = [parse_choice(SamplerName, n, "sampler") for n in _split([samplers])]
     if repeats < 1:
-        raise DnntuneError(f"--repeats must be at least 1, but got {repeats}")
-    config = TuneConfig(
-        data=data,
-        **_parsed_options(
-            target=target,
-            drop=drop,
-            categorical=categorical,
-            task=task,
-            metric=metric,
-            pruner=pruner,
-            space=space,
-            bin_encoding=bin_encoding,
-        ),
-        folds=folds,
-        max_folds=max_folds,
-        group_duplicates=group_duplicates,
-        trials=trials,
-        timeout=timeout,
-        seed=seed,
-        numeric_bins=numeric_bins,
-        copy_encoding=copy_encoding,
-        device=device,
-    )
+        raise ConfigError(f"--repeats must be at least 1, but got {repeats}")
+    config = TuneConfig.of(**settings)
     # Check the input once, before any run starts, and say what the runs will make of it.
     from dnntune.data import dataset_from_config
 
     for msg in dataset_from_config(config).notes:
-        typer.echo(f"note: {msg}", err=True)
+        _note(msg)
     result = compare(config, names, repeats=repeats, jobs=jobs, directory=output_dir)
     board = result.leaderboard
     typer.echo(f"Leaderboard ({repeats} repeats per sampler, best first):")
@@ -678,11 +553,14 @@ def _catch_signals() -> None:
 
 
 def main() -> None:
+    from dnntune._runtime import tune_allocator
+
+    tune_allocator()  # a setting of the whole process: the command line's to make
     _catch_signals()
     try:
         app()
     except DnntuneError as exc:  # bad input, from any command: one line, exit 2
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {exc.cli_message()}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:  # pragma: no cover - Ctrl-C outside a command
         sys.exit(130)

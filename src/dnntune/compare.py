@@ -13,7 +13,6 @@ starts on its own.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -43,7 +42,7 @@ class CompareResult:
 
 
 def _run(config: TuneConfig, threads: int | None = None) -> float:
-    from dnntune.study import tune
+    from dnntune.study import tune_config
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # fresh in a spawned process
     if threads:
@@ -51,7 +50,7 @@ def _run(config: TuneConfig, threads: int | None = None) -> float:
 
         # Parallel runs share the cores: more threads than cores makes every step crawl.
         torch.set_num_threads(threads)
-    return tune(config).wall_time_s
+    return tune_config(config).wall_time_s
 
 
 def _reach(curve: pd.DataFrame, target: float, maximize: bool) -> tuple[float, float]:
@@ -109,8 +108,7 @@ def compare(
     runs: dict[tuple[str, int], TuneConfig] = {}
     for sampler in samplers:
         for r in range(repeats):
-            runs[(sampler.value, r)] = dataclasses.replace(
-                config,
+            runs[(sampler.value, r)] = config.replace(
                 sampler=sampler,
                 seed=config.seed + r,
                 fold_seed=config.split_seed,  # the same folds in every run
@@ -134,8 +132,8 @@ def compare(
     meta = {
         "samplers": [s.value for s in samplers],
         "repeats": repeats,
-        "trials": config.n_trials,
-        "timeout": config.timeout,
+        "trials": config.search.n_trials,
+        "timeout": config.search.timeout,
         "studies": [[name, r, study] for (name, r), study in studies.items()],
         "walls": walls,
     }

@@ -1,4 +1,10 @@
-"""Typed, frozen configuration of a tuning run, checked once at the boundary.
+"""Typed, frozen configuration of a tuning run: one small group of settings per stage.
+
+Every setting is defined once, as a field of its group made with :func:`setting`: its name,
+type, default, help text, check and whether it is part of a study's identity. The keywords of
+:func:`dnntune.tune`, the CLI's options and the identity stored with a study all follow from
+those fields (:data:`SETTINGS`), so adding a setting touches its definition, the code that uses
+it and its test.
 
 Names chosen by the user (task, metric, sampler, pruner) are ``StrEnum`` members; each enum is
 the single registry key of its family and also feeds the CLI's help.
@@ -8,27 +14,40 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dnntune._names import render, setting_name
 from dnntune._redact import redact
 from dnntune.exceptions import ConfigError
 
 __all__ = [
+    "CONFIG_FORMAT",
+    "SETTINGS",
     "ActivationName",
-    "BinEncoding",
+    "Columns",
     "MetricName",
     "OptimizerName",
+    "Preprocessing",
     "PrunerName",
+    "Run",
     "SamplerName",
+    "Search",
+    "Setting",
     "Task",
+    "Training",
     "TuneConfig",
     "parse_choice",
 ]
 
 E = TypeVar("E", bound=StrEnum)
+
+# The format of a stored study identity; a study stored in another format is refused.
+CONFIG_FORMAT = 1
 
 
 class Task(StrEnum):
@@ -74,13 +93,6 @@ class SamplerName(StrEnum):
     QMC = "qmc"
 
 
-class BinEncoding(StrEnum):
-    """How a numeric value's quantile bin reaches the model (see data.Preprocessor)."""
-
-    LINEAR = "linear"  # 1 for the bins below the value, its position (0-1) inside its own, 0 above
-    ONEHOT = "onehot"  # a 1 in the value's bin only (the previous release's encoding)
-
-
 class PrunerName(StrEnum):
     NONE = "none"
     MEDIAN = "median"
@@ -98,107 +110,220 @@ def parse_choice(enum: type[E], value: str | E, what: str) -> E:
         raise ConfigError(f"unknown {what} {value!r}; choose one of: {valid}") from None
 
 
-# Settings that name columns: a comma-separated string or a sequence, stored as a tuple.
-_COLUMN_SETTINGS = ("target", "drop", "categorical")
+# --- how a setting is defined -------------------------------------------------------------
+
+Check = Callable[[Any], str | None]  # why a value is invalid ("must be ..., but got ..."), or None
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    check: Check | None = None,
+    identity: bool = False,
+    cli: bool = True,
+) -> Any:
+    """A setting's one definition: a dataclass field whose metadata the CLI, the API keywords
+    and the study identity read. ``identity``: a study resumes only with the same value.
+    ``cli=False``: a keyword of the API only."""
+    meta = {"help": help, "check": check, "identity": identity, "cli": cli}
+    return field(default=default, metadata=meta)
+
+
+def at_least(low: int) -> Check:
+    return lambda v: None if v is None or v >= low else f"must be at least {low}, but got {v}"
+
+
+def _positive(v: Any) -> str | None:
+    return None if v is None or v > 0 else f"must be a positive number of seconds, but got {v}"
+
+
+def _bins(v: int) -> str | None:
+    if v == 0 or 2 <= v <= 1024:
+        return None
+    return f"must be 0 (off) or between 2 and 1024, but got {v}"
+
+
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-# Quantile bins encoded beside each numeric column (see data.Preprocessor).
-NUMERIC_BINS = 32
+def _study_name(v: str | None) -> str | None:
+    if v is None or _STUDY_NAME.match(v):
+        return None
+    return f"{v!r} is not a valid name; use letters, digits, '_', '.', '-'"
+
+
+def _device(v: str) -> str | None:
+    if v in ("auto", "cpu", "cuda") or v.startswith("cuda:"):
+        return None
+    return f"must be auto, cpu, cuda or cuda:N, but got {v!r}"
+
+
+def _choices(enum: type[StrEnum]) -> str:
+    return ", ".join(m.value for m in enum)
+
+
+# --- the groups, one per stage -------------------------------------------------------------
+
+
+class _Group:
+    """Coerces plain values (strings for enums, comma-separated strings for column lists),
+    then checks every field, reporting all problems at once."""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            try:
+                value = _coerce(getattr(self, f.name), hints[f.name], f.name)
+            except ConfigError as exc:
+                problems.append(exc.template)
+                continue
+            object.__setattr__(self, f.name, value)
+            check = f.metadata.get("check")
+            why = check(value) if check is not None else None
+            if why:
+                problems.append(f"{setting_name(f.name)} {why}")
+        problems += self._cross_checks() if not problems else []
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def _cross_checks(self) -> list[str]:
+        return []
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    """``value`` as the type ``hint`` declares, from what a Python caller or the CLI passes."""
+    args = typing.get_args(hint)
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if value is None and type(None) in args:
+        return None
+    if isinstance(base, type) and issubclass(base, StrEnum):
+        return parse_choice(base, value, name.replace("_", " "))
+    if typing.get_origin(hint) is tuple:  # column names: "a,b", ["a", "b"] or ["a,b"]
+        items = [value] if isinstance(value, str) else list(value or ())
+        return tuple(s.strip() for v in items for s in str(v).split(",") if s.strip())
+    if base is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{setting_name(name)} must be True or False, but got {value!r}")
+        return value
+    if base in (int, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or (base is int and not float(value).is_integer()):
+            kind = "an integer" if base is int else "a number"
+            raise ConfigError(f"{setting_name(name)} must be {kind}, but got {value!r}")
+        return base(value)
+    if base is str and not isinstance(value, str):
+        if isinstance(value, Path):
+            return str(value)
+        raise ConfigError(f"{setting_name(name)} must be a string, but got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
-class TuneConfig:
-    """Everything that defines a tuning run; saved in the study and beside the outputs.
+class Columns(_Group):
+    """The table, its columns and how its rows are split into folds (the data stage)."""
 
-    ``trials`` is the total number of finished (complete or pruned) trials the study should
-    hold: running the same configuration again resumes and only runs the missing ones.
-    """
-
-    data: str = "builtin:breast_cancer"
-    target: tuple[str, ...] = ()
-    drop: tuple[str, ...] = ()
-    categorical: tuple[str, ...] = ()  # feature columns one-hot encoded whatever their values
-    task: Task | None = None
-    metric: MetricName | None = None
-    folds: int = 5
-    max_folds: int | None = None
-    fold_column: str | None = None
-    sampler: SamplerName = SamplerName.TPE
-    pruner: PrunerName = PrunerName.MEDIAN
-    trials: int | None = None
-    timeout: float | None = None
-    seed: int = 42
-    fold_seed: int | None = None  # the fold split's seed when it differs from ``seed``
-    space: str | None = None
-    grid_points: int = 3
-    patience: int = 5
-    numeric_bins: int = NUMERIC_BINS
-    bin_encoding: BinEncoding = BinEncoding.LINEAR
-    group_duplicates: bool = False
-    copy_encoding: bool = True
-    study: str | None = None
-    storage: str | None = None
-    output_dir: str | None = None
-    warm_start: bool = True
-    device: str = "auto"
-    jobs: int = 1
-    auto_stop: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    data: str = setting(
+        "builtin:breast_cancer",
+        "CSV/TSV(.gz)/Parquet file, or builtin:breast_cancer|digits|diabetes.",
+        identity=True,
+    )
+    target: tuple[str, ...] = setting(
+        (), "Target column; several (comma-separated) mean multilabel.", identity=True
+    )
+    drop: tuple[str, ...] = setting((), "Columns to ignore (comma-separated).", identity=True)
+    categorical: tuple[str, ...] = setting(
+        (),
+        "Columns to one-hot encode whatever their values, e.g. numeric codes (comma-separated).",
+        identity=True,
+    )
+    task: Task | None = setting(None, f"Force the task: {_choices(Task)}.", identity=True)
+    folds: int = setting(5, "Number of cross-validation folds.", check=at_least(2), identity=True)
+    fold_column: str | None = setting(None, "Use this existing fold column.", identity=True)
+    fold_seed: int | None = setting(
+        None,
+        f"Seed of the fold split only (default: {setting_name('seed')}): other seeds, the "
+        "same folds.",
+    )
+    group_duplicates: bool = setting(
+        False,
+        "Keep rows with identical features in one fold (no copy of a training row is "
+        "validated on).",
+        identity=True,
+    )
 
     def __post_init__(self) -> None:
-        # Accept plain strings from Python callers: tune(sampler="random", target="y").
-        coerce = {
-            "task": (Task, "task"),
-            "metric": (MetricName, "metric"),
-            "sampler": (SamplerName, "sampler"),
-            "pruner": (PrunerName, "pruner"),
-            "bin_encoding": (BinEncoding, "bin encoding"),
-        }
-        for name, (enum, what) in coerce.items():
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, enum):
-                object.__setattr__(self, name, parse_choice(enum, value, what))
-        for name in _COLUMN_SETTINGS:
-            value = getattr(self, name)
-            if isinstance(value, str):
-                value = tuple(v.strip() for v in value.split(",") if v.strip())
-            object.__setattr__(self, name, tuple(value))
+        super().__post_init__()
         # A set of columns: in any order, the same study.
         object.__setattr__(self, "categorical", tuple(sorted(set(self.categorical))))
-        problems: list[str] = []
-        if self.folds < 2:
-            problems.append(f"--folds must be at least 2, but got {self.folds}")
-        if self.max_folds is not None and not 1 <= self.max_folds <= self.folds:
-            problems.append(
-                f"--max-folds must be between 1 and --folds={self.folds}, but got {self.max_folds}"
-            )
-        if self.trials is not None and self.trials < 1:
-            problems.append(f"--trials must be at least 1, but got {self.trials}")
-        if self.timeout is not None and self.timeout <= 0:
-            problems.append(f"--timeout must be a positive number of seconds, got {self.timeout}")
-        if self.jobs < 1:
-            problems.append(f"--jobs must be at least 1, but got {self.jobs}")
-        if self.grid_points < 2:
-            problems.append(f"--grid-points must be at least 2, but got {self.grid_points}")
-        if self.patience < 1:
-            problems.append(f"--patience must be at least 1, but got {self.patience}")
-        if self.numeric_bins == 1 or not 0 <= self.numeric_bins <= 1024:
-            problems.append(
-                f"--numeric-bins must be 0 (off) or between 2 and 1024, got {self.numeric_bins}"
-            )
+
+    def _cross_checks(self) -> list[str]:
         if self.group_duplicates and self.fold_column is not None:
-            problems.append(
-                "--group-duplicates and --fold-column both decide the folds; use one of them"
-            )
-        if self.study is not None and not _STUDY_NAME.match(self.study):
-            problems.append(
-                f"--study {self.study!r} is not a valid name; use letters, digits, '_', '.', '-'"
-            )
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            problems.append(f"--device must be auto, cpu, cuda or cuda:N, but got {self.device!r}")
-        if problems:
-            raise ConfigError("; ".join(problems))
+            return [
+                f"{setting_name('group_duplicates')} and {setting_name('fold_column')} both "
+                "decide the folds; use one of them"
+            ]
+        return []
+
+
+@dataclass(frozen=True)
+class Preprocessing(_Group):
+    """How each fold's training rows are turned into the network's inputs."""
+
+    numeric_bins: int = setting(
+        32,
+        "Quantile bins encoded beside each numeric column (at most one per 500 training "
+        "rows); 0 turns them off.",
+        check=_bins,
+        identity=True,
+    )
+    copy_encoding: bool = setting(
+        True,
+        "When training rows repeat each other, give each row the cross-fitted mean target "
+        "of its identical training rows and their count as inputs (off with "
+        f"{setting_name('group_duplicates')}).",
+        identity=True,
+    )
+
+
+@dataclass(frozen=True)
+class Training(_Group):
+    """How each trial trains and is scored on its folds."""
+
+    metric: MetricName | None = setting(
+        None,
+        f"Metric: {_choices(MetricName)} (default: roc_auc / logloss / rmse by task).",
+        identity=True,
+    )
+    max_folds: int | None = setting(
+        None, f"Folds each trial runs (<= {setting_name('folds')}).", check=at_least(1)
+    )
+    patience: int = setting(5, "Early-stopping patience in epochs.", check=at_least(1))
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N.", check=_device)
+
+
+@dataclass(frozen=True)
+class Search(_Group):
+    """What is searched, by which sampler and pruner, for how long."""
+
+    sampler: SamplerName = setting(SamplerName.TPE, f"Sampler: {_choices(SamplerName)}.")
+    pruner: PrunerName = setting(PrunerName.MEDIAN, f"Pruner: {_choices(PrunerName)}.")
+    space: str | None = setting(None, "Search space file (YAML or TOML).")
+    trials: int | None = setting(
+        None,
+        "Total finished trials the study should hold (default 20 without "
+        f"{setting_name('timeout')}).",
+        check=at_least(1),
+    )
+    timeout: float | None = setting(
+        None, "Seconds for the whole study, the trial in flight included.", check=_positive
+    )
+    grid_points: int = setting(3, "Grid sampler: points per continuous range.", check=at_least(2))
+    warm_start: bool = setting(True, "Start with the space's default configuration.")
+    auto_stop: bool = setting(
+        False, "Stop when further improvement is below the cross-validation noise."
+    )
 
     @property
     def n_trials(self) -> int | None:
@@ -207,98 +332,186 @@ class TuneConfig:
             return 20
         return self.trials
 
+
+@dataclass(frozen=True)
+class Run(_Group):
+    """Where the study and its outputs live, and how many processes share it."""
+
+    study: str | None = setting(None, "Study name (default: from data/target).", check=_study_name)
+    storage: str | None = setting(None, "Optuna storage URL (default: sqlite in the run folder).")
+    output_dir: str | None = setting(None, "Run folder (default runs/STUDY).")
+    jobs: int = setting(
+        1,
+        f"Worker processes sharing the study (journal file or {setting_name('storage')}).",
+        check=at_least(1),
+    )
+
+
+GROUPS: dict[str, type[_Group]] = {
+    "columns": Columns,
+    "preprocessing": Preprocessing,
+    "training": Training,
+    "search": Search,
+    "run": Run,
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting as the CLI and the API see it: its group, field and type."""
+
+    name: str
+    group: str | None  # None: a field of TuneConfig itself (the seed)
+    field: dataclasses.Field[Any]
+    hint: Any
+
+    @property
+    def default(self) -> Any:
+        return self.field.default
+
+    @property
+    def help(self) -> str:
+        """The help text, naming other settings as keywords (``render(..., flags=True)`` of
+        ``help_template`` names them as options)."""
+        return render(self.help_template)
+
+    @property
+    def help_template(self) -> str:
+        return str(self.field.metadata["help"])
+
+
+@dataclass(frozen=True)
+class TuneConfig(_Group):
+    """Everything that defines a tuning run, by stage; saved in the study and beside the
+    outputs. Build it from flat keywords with :meth:`of`; each stage receives its group.
+
+    ``search.trials`` is the total number of finished (complete or pruned) trials the study
+    should hold: running the same configuration again resumes and only runs the missing ones.
+    """
+
+    columns: Columns = field(default_factory=Columns)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    training: Training = field(default_factory=Training)
+    search: Search = field(default_factory=Search)
+    run: Run = field(default_factory=Run)
+    seed: int = setting(42, "One seed for folds, sampler and training.")
+
+    def _cross_checks(self) -> list[str]:
+        max_folds, folds = self.training.max_folds, self.columns.folds
+        if max_folds is not None and max_folds > folds:
+            return [
+                f"{setting_name('max_folds')} must be between 1 and "
+                f"{setting_name('folds')}={folds}, but got {max_folds}"
+            ]
+        return []
+
+    @classmethod
+    def of(cls, **values: Any) -> TuneConfig:
+        """The configuration from flat keywords (``data=``, ``folds=``, ``sampler=``...),
+        every problem reported at once; unknown names are refused with a suggestion."""
+        _check_names(values)
+        groups: dict[str, Any] = {}
+        problems: list[str] = []
+        for name, group in GROUPS.items():
+            mine = {k: v for k, v in values.items() if k in SETTINGS and SETTINGS[k].group == name}
+            try:
+                groups[name] = group(**mine)
+            except ConfigError as exc:
+                problems.append(exc.template)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return cls(**groups, **({"seed": values["seed"]} if "seed" in values else {}))
+
+    def replace(self, **values: Any) -> TuneConfig:
+        """This configuration with some settings changed (flat keywords, as :meth:`of`)."""
+        return TuneConfig.of(**{**self.to_dict(raw=True), **values})
+
     @property
     def split_seed(self) -> int:
         """The seed of the fold split: ``fold_seed``, or ``seed`` when that is not set."""
-        return self.seed if self.fold_seed is None else self.fold_seed
-
-    @property
-    def study_name(self) -> str:
-        if self.study:
-            return self.study
-        stem = self.data.removeprefix("builtin:")
-        stem = Path(stem).name
-        for suffix in (".gz", ".csv", ".tsv", ".parquet", ".pq", ".txt"):
-            stem = stem.removesuffix(suffix)
-        target = "-".join(self.target) if self.target else ""
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}-{target}" if target else stem)
-        return name.strip("_.-")[:100] or "study"
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.output_dir) if self.output_dir else Path("runs") / self.study_name
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, StrEnum):
-                value = value.value
-            out[f.name] = value
-        if self.storage:
-            out["storage"] = redact(self.storage)
-        return out
+        return self.seed if self.columns.fold_seed is None else self.columns.fold_seed
 
     @property
     def copies(self) -> bool:
         """Whether the copy encoding is in play: asked for, and folds that can put a copy of a
         training row among the validation rows (not ``group_duplicates``, where training rows
         would learn from copies no validation row has)."""
-        return self.copy_encoding and not self.group_duplicates
+        return self.preprocessing.copy_encoding and not self.columns.group_duplicates
 
-    def identity(self) -> dict[str, Any]:
-        """The settings that must match for a study to be resumed with this configuration."""
-        keys = (
-            "data",
-            "target",
-            "drop",
-            "categorical",
-            "task",
-            "metric",
-            "folds",
-            "fold_column",
-            "seed",
-            "fold_seed",
-            "numeric_bins",
-            "bin_encoding",
-            "group_duplicates",
-            "copy_encoding",
-        )
-        full = {**self.to_dict(), "fold_seed": self.split_seed, "copy_encoding": self.copies}
-        return stored_identity({k: full[k] for k in keys})
+    @property
+    def fold_preprocessing(self) -> Preprocessing:
+        """The preprocessing each fold is given: the copy encoding only where it is in play."""
+        return dataclasses.replace(self.preprocessing, copy_encoding=self.copies)
+
+    @property
+    def study_name(self) -> str:
+        if self.run.study:
+            return self.run.study
+        stem = Path(self.columns.data.removeprefix("builtin:")).name
+        for suffix in (".gz", ".csv", ".tsv", ".parquet", ".pq", ".txt"):
+            stem = stem.removesuffix(suffix)
+        target = "-".join(self.columns.target)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{stem}-{target}" if target else stem)
+        return name.strip("_.-")[:100] or "study"
+
+    @property
+    def run_dir(self) -> Path:
+        out = self.run.output_dir
+        return Path(out) if out else Path("runs") / self.study_name
+
+    def to_dict(self, *, raw: bool = False) -> dict[str, Any]:
+        """Every setting by name, as JSON values (the storage URL's password hidden unless
+        ``raw``)."""
+        out: dict[str, Any] = {}
+        for s in SETTINGS.values():
+            value = getattr(getattr(self, s.group) if s.group else self, s.name)
+            out[s.name] = list(value) if isinstance(value, tuple) else value
+            if isinstance(value, StrEnum):
+                out[s.name] = value.value
+        if self.run.storage and not raw:
+            out["storage"] = redact(self.run.storage)
+        return out
 
     @classmethod
-    def from_stored(cls, stored: dict[str, Any], **overrides: Any) -> TuneConfig:
-        """The configuration a study or model folder recorded (``to_dict`` output), with
-        ``overrides``. Keys it lacks because an older dnntune wrote it get the value that
-        version used, not today's default; unknown keys are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {**BEFORE_THEY_EXISTED, **{k: v for k, v in stored.items() if k in names}}
-        for key in _COLUMN_SETTINGS:
-            values[key] = tuple(values.get(key) or ())
-        values.update(overrides)
-        return cls(**values)
+    def from_dict(cls, stored: Mapping[str, Any], **overrides: Any) -> TuneConfig:
+        """The configuration :meth:`to_dict` recorded, with ``overrides``."""
+        _check_names(stored)
+        return cls.of(**{**stored, **overrides})
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a study to be resumed with this configuration: the format, the
+        identity settings, the seed of the folds and whether copies are encoded."""
+        values = self.to_dict()
+        out = {s.name: values[s.name] for s in SETTINGS.values() if s.field.metadata["identity"]}
+        return {
+            "format": CONFIG_FORMAT,
+            **out,
+            "fold_seed": self.split_seed,
+            "copy_encoding": self.copies,
+        }
 
 
-# Settings added after the first release, with the behaviour of the versions before them.
-BEFORE_THEY_EXISTED: dict[str, Any] = {
-    "numeric_bins": 0,
-    "bin_encoding": BinEncoding.ONEHOT.value,
-    "group_duplicates": False,
-    "categorical": [],
-    "copy_encoding": False,
-}
-
-
-def stored_identity(identity: dict[str, Any]) -> dict[str, Any]:
-    """A study identity (``TuneConfig.identity``, or one an older dnntune stored) in today's
-    terms: missing settings get their old behaviour, and the bin encoding counts only when
-    there are bins."""
-    out = {**BEFORE_THEY_EXISTED, **identity}
-    if out.get("fold_seed") is None:  # the folds came from the one seed
-        out["fold_seed"] = out.get("seed")
-    if not out.get("numeric_bins"):
-        out["bin_encoding"] = None
+def _settings() -> dict[str, Setting]:
+    out: dict[str, Setting] = {}
+    for name, group in GROUPS.items():
+        hints = typing.get_type_hints(group)
+        for f in dataclasses.fields(group):  # type: ignore[arg-type]
+            out[f.name] = Setting(f.name, name, f, hints[f.name])
+    seed = next(f for f in dataclasses.fields(TuneConfig) if f.name == "seed")
+    out["seed"] = Setting("seed", None, seed, int)
     return out
+
+
+# Every setting by name, in the order of the groups.
+SETTINGS: dict[str, Setting] = _settings()
+
+
+def _check_names(values: Iterable[str]) -> None:
+    from dnntune._names import did_you_mean
+
+    unknown = [k for k in values if k not in SETTINGS]
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {unknown[0]!r}{did_you_mean(unknown[0], SETTINGS)}; "
+            f"the settings are: {', '.join(SETTINGS)}"
+        )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dnntune._names import render
+
 __all__ = [
     "ConfigError",
     "DataError",
@@ -19,7 +21,20 @@ __all__ = [
 
 
 class DnntuneError(Exception):
-    """Base class of the errors caused by the user's input, not by a bug."""
+    """Base class of the errors caused by the user's input, not by a bug.
+
+    Settings named in the message read as keyword arguments (``folds``); :meth:`cli_message`
+    names them as the command line's options (``--folds``)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.template = message
+
+    def __str__(self) -> str:
+        return render(self.template)
+
+    def cli_message(self) -> str:
+        return render(self.template, flags=True)
 
 
 class DataError(DnntuneError):

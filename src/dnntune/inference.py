@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dnntune._names import did_you_mean, short_list
+from dnntune._names import did_you_mean, setting_name, short_list
 from dnntune.artifacts import LoadedModel, load_model, prediction_frame
 from dnntune.config import Task
 from dnntune.data import unparsed_dates_note, unparsed_values
@@ -107,7 +107,8 @@ class Predictor:
         """Probability columns and labels, or values; the ID column first when asked."""
         if id_column is not None and id_column not in frame.columns:
             raise DataError(
-                f"--id-column {id_column!r} not in the data{did_you_mean(id_column, frame.columns)}"
+                f"{setting_name('id_column')} {id_column!r} not in the data"
+                f"{did_you_mean(id_column, frame.columns)}"
             )
         out = prediction_frame(
             self.predict_array(frame),

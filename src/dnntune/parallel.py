@@ -20,7 +20,6 @@ the coordinator starts, trials left RUNNING by an earlier, dead run are marked f
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import subprocess
@@ -28,39 +27,41 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from dnntune._names import setting_example, setting_name
 from dnntune._signals import raise_if_interrupted
 from dnntune.config import TuneConfig
+from dnntune.data import FOLD_CACHE_SHARE
 from dnntune.exceptions import ConfigError, StorageError
-from dnntune.objective import FOLD_CACHE_SHARE
 from dnntune.storage import open_storage, redact
-from dnntune.study import FINISHED, TuneResult, _write_outputs
-from dnntune.study import tune as tune_here
+from dnntune.study import (
+    FINISHED,
+    PreparedRun,
+    TuneResult,
+    prepare_run,
+    run_trials,
+    start_or_resume,
+)
+from dnntune.study import tune_config as tune_here
 
-__all__ = ["default_parallel_storage", "run_worker", "tune"]
+__all__ = ["default_parallel_storage", "run_worker", "tune_config"]
 
 
 def default_parallel_storage(run_dir: Path) -> str:
     return f"journal:{(run_dir / 'study.journal').resolve()}"
 
 
-def tune(
-    config: TuneConfig | None = None,
+def tune_config(
+    config: TuneConfig,
     *,
     show_progress: bool = False,
     on_note: Callable[[str], None] | None = None,
-    **overrides: Any,
 ) -> TuneResult:
-    """Run (or resume) a study; with ``jobs > 1`` in worker processes sharing its storage."""
-    if config is None:
-        config = TuneConfig(**overrides)
-    elif overrides:
-        config = dataclasses.replace(config, **overrides)
-    if config.jobs <= 1:
+    """Run (or resume) a study; with ``run.jobs > 1`` in worker processes sharing its storage."""
+    if config.run.jobs <= 1:
         return tune_here(config, show_progress=show_progress, on_note=on_note)
     return _coordinate(config, show_progress=show_progress, on_note=on_note)
 
@@ -68,56 +69,24 @@ def tune(
 def _coordinate(
     config: TuneConfig, *, show_progress: bool, on_note: Callable[[str], None] | None
 ) -> TuneResult:
-    t0 = time.monotonic()
-    url = config.storage or default_parallel_storage(config.run_dir)
+    jobs = config.run.jobs
+    url = config.run.storage or default_parallel_storage(config.run_dir)
     if url.startswith("sqlite"):
         raise ConfigError(
-            f"--jobs {config.jobs} cannot share a SQLite storage ({redact(url)!r}): several "
-            "writers lock it; drop --storage to use a journal file in the run folder, or pass "
-            "a PostgreSQL URL"
+            f"{setting_example('jobs', jobs)} cannot share a SQLite storage ({redact(url)!r}): "
+            f"several writers lock it; leave {setting_name('storage')} unset to use a journal "
+            "file in the run folder, or pass a PostgreSQL URL"
         )
-    config = dataclasses.replace(config, storage=url)
-    prepared = tune_here(config, on_note=on_note, optimize=False)
+    config = config.replace(storage=url)
+    prepared = prepare_run(config, on_note=on_note)
     study = prepared.study
     if url.startswith("journal:"):
         _fail_stale_running(study)
-    done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
-    total = config.n_trials
-    remaining = None if total is None else max(total - done, 0)
-    tickets = config.run_dir / ".tickets"
-    if remaining is not None:
-        tickets.write_text(f"0 {remaining}\n")
-    threads = max(1, (os.cpu_count() or 1) // config.jobs)
-    procs: list[subprocess.Popen[bytes]] = []
-    logs = []
-    deadline = None if config.timeout is None else t0 + config.timeout
-    for i in range(config.jobs if remaining != 0 else 0):
-        cmd = [
-            sys.executable,
-            "-m",
-            "dnntune",
-            "worker",
-            "--study",
-            study.study_name,
-            "--index",
-            str(i),
-            "--threads",
-            str(threads),
-            "--memory-share",
-            f"{FOLD_CACHE_SHARE / config.jobs:.4g}",  # the workers share the machine
-            "--data",
-            config.data,
-            "--output-dir",
-            str(config.run_dir),
-        ]
-        if remaining is not None:
-            cmd += ["--tickets", str(tickets)]
-        if deadline is not None:
-            cmd += ["--timeout", f"{max(deadline - time.monotonic(), 1.0):.1f}"]
-        log = (config.run_dir / f"worker-{i}.log").open("wb")
-        logs.append(log)
-        env = {**os.environ, "DNNTUNE_STORAGE": url}
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+    done = len(prepared.finished)
+    total = config.search.n_trials
+    remaining = start_or_resume(prepared)
+    prepared.write_outputs()  # the run folder is complete while the workers run
+    procs, logs = _start_workers(prepared, url, remaining) if remaining != 0 else ([], [])
     try:
         _watch(study, procs, total, done, show_progress)
     except KeyboardInterrupt:
@@ -126,21 +95,42 @@ def _coordinate(
     finally:
         for log in logs:
             log.close()
-        wall = time.monotonic() - t0
-        assert prepared.dataset is not None
-        _write_outputs(study, config, prepared.dataset, prepared.metric, config.run_dir, wall)
+        prepared.write_outputs()
     failed = [p.returncode for p in procs if p.returncode not in (0, None)]
     if failed and on_note is not None:
         on_note(f"{len(failed)} worker(s) ended with an error; see {config.run_dir}/worker-*.log")
-    return TuneResult(
-        study,
-        prepared.metric,
-        config.run_dir,
-        None,
-        prepared.notes,
-        time.monotonic() - t0,
-        prepared.dataset,
-    )
+    return prepared.result()
+
+
+def _start_workers(
+    prepared: PreparedRun, url: str, remaining: int | None
+) -> tuple[list[subprocess.Popen[bytes]], list]:
+    """``dnntune worker`` processes on the study; the URL reaches them in the environment."""
+    config = prepared.config
+    jobs, run_dir = config.run.jobs, config.run_dir
+    tickets = run_dir / ".tickets"
+    if remaining is not None:
+        tickets.write_text(f"0 {remaining}\n")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    procs, logs = [], []
+    for i in range(jobs):
+        cmd = [
+            *(sys.executable, "-m", "dnntune", "worker", "--study", prepared.study.study_name),
+            *("--index", str(i), "--threads", str(threads)),
+            # The workers share the machine's memory.
+            *("--memory-share", f"{FOLD_CACHE_SHARE / jobs:.4g}"),
+            *("--data", config.columns.data, "--output-dir", str(run_dir)),
+        ]
+        if remaining is not None:
+            cmd += ["--tickets", str(tickets)]
+        left = prepared.time_left()
+        if left is not None:
+            cmd += ["--timeout", f"{max(left, 1.0):.1f}"]
+        log = (run_dir / f"worker-{i}.log").open("wb")
+        logs.append(log)
+        env = {**os.environ, "DNNTUNE_STORAGE": url}
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+    return procs, logs
 
 
 def ticket_taker(path: Path) -> Callable[[], bool]:
@@ -165,8 +155,8 @@ def ticket_taker(path: Path) -> Callable[[], bool]:
 def _fail_stale_running(study: optuna.Study) -> None:
     """Mark trials left RUNNING by a dead earlier run as failed (journal storage only)."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        with contextlib.suppress(Exception):
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        with contextlib.suppress(RuntimeError, ValueError):  # finished meanwhile
+            study.tell(trial.number, state=TrialState.FAIL)
 
 
 def _watch(
@@ -229,17 +219,44 @@ def run_worker(
     """Join ``study_name`` on ``storage`` and run trials until ``trials`` or ``timeout``.
 
     The data, target, space and settings come from the study's stored configuration; ``data``
-    and ``output_dir`` override the paths (another machine may mount them elsewhere).
+    and ``output_dir`` override the paths (another machine may mount them elsewhere). The
+    worker's sampler seed is derived from ``index``; with ``tickets`` (workers of one
+    coordinator) it takes one trial at a time from that counter file, so fast workers take
+    more. It beats a heartbeat on RDB storages and leaves the run folder's summary to the
+    coordinator.
     """
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    config = _stored_config(storage, study_name, timeout, data, output_dir)
+    run = prepare_run(
+        config,
+        on_note=on_note,
+        sampler_seed=config.seed + 7919 * (index + 1),
+        memory_share=memory_share,
+        heartbeat=True,
+    )
+    if tickets is None:
+        run_trials(run, trials)
+        return run.result()
+    take = ticket_taker(tickets)
+    while take():
+        left = run.time_left()
+        if left is not None and left <= 0:
+            break
+        run_trials(run, 1)
+    return run.result()
+
+
+def _stored_config(
+    storage: str, study_name: str, timeout: float | None, data: str | None, output: str | None
+) -> TuneConfig:
     try:
         stored = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     except KeyError:
         raise StorageError(
-            f"no study {study_name!r} in {redact(storage)!r}; check --study"
+            f"no study {study_name!r} in {redact(storage)!r}; check {setting_name('study')}"
         ) from None
     raw = stored.user_attrs.get("config")
     if raw is None:
@@ -253,14 +270,12 @@ def run_worker(
     }
     if data:
         overrides["data"] = data
-    if output_dir:
-        overrides["output_dir"] = output_dir
-    config = TuneConfig.from_stored(raw, **overrides)
-    return tune_here(
-        config,
-        on_note=on_note,
-        worker_index=index,
-        worker_trials=trials,
-        take_ticket=ticket_taker(tickets) if tickets else None,
-        memory_share=memory_share,
-    )
+    if output:
+        overrides["output_dir"] = output
+    try:
+        return TuneConfig.from_dict(raw, **overrides)
+    except ConfigError as exc:
+        raise StorageError(
+            f"study {study_name!r} holds settings this dnntune does not read ({exc}); start a "
+            f"new study with dnntune tune"
+        ) from None

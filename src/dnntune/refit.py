@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
-from dnntune.artifacts import MANIFEST, _sha256, atomic_path, model_dir, write_json
+from dnntune.artifacts import MANIFEST, atomic_path, model_dir, sha256, write_json
 from dnntune.config import TuneConfig
-from dnntune.data import dataset_from_config
+from dnntune.data import dataset_from_config, prepare_fold
 from dnntune.engine import METRICS, fit, resolve_device
 from dnntune.exceptions import DataError
 from dnntune.model import make_mlp
-from dnntune.objective import model_kwargs, prepare_fold
+from dnntune.objective import model_kwargs
 
 __all__ = ["refit"]
 
@@ -26,23 +26,17 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
 
     directory = model_dir(run_dir)
     manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    config = TuneConfig.from_stored(manifest["config"])
-    digest = manifest["data"].get("sha256")
-    if digest and Path(config.data).is_file() and _sha256(Path(config.data)) != digest:
+    config = TuneConfig.from_dict(manifest["config"])
+    data = config.columns.data
+    digest = manifest["data"]["sha256"]
+    if digest and Path(data).is_file() and sha256(Path(data)) != digest:
         raise DataError(
-            f"data file {config.data!r} changed since the study ran (its SHA-256 differs); "
+            f"data file {data!r} changed since the study ran (its SHA-256 differs); "
             "refit on the data the study saw, or tune again"
         )
     dataset = dataset_from_config(config)
     target = resolve_device(device)
-    prepared = prepare_fold(
-        dataset,
-        -1,
-        target,
-        numeric_bins=config.numeric_bins,
-        bin_encoding=config.bin_encoding,
-        copy_encoding=config.copies,
-    )
+    prepared = prepare_fold(dataset, -1, target, config.fold_preprocessing)
     params = manifest["params"]
     epochs = max(1, round(statistics.median(f["best_epoch"] for f in manifest["folds"])))
     torch.manual_seed(config.seed)
@@ -51,7 +45,7 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         d_out=manifest["architecture"]["d_out"],
         **model_kwargs(params),
     ).to(target)
-    schedule = params.get("lr_schedule", "constant")  # absent: saved before schedules
+    schedule = params["lr_schedule"]
     result = fit(
         model,
         prepared.tensors,
@@ -75,7 +69,7 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         )
     manifest["refit"] = {
         "weights": name,
-        "sha256": _sha256(directory / name),
+        "sha256": sha256(directory / name),
         "epochs": epochs,
         "lr_schedule": schedule,
         "schedule_epochs": params["epochs"],

@@ -13,6 +13,7 @@ Strategies worth stating:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import optuna
@@ -46,6 +47,14 @@ def make_sampler(
     name: SamplerName, *, space: SearchSpace, seed: int, grid_points: int = 3
 ) -> SamplerChoice:
     """The Optuna sampler for ``name``, with a one-line note on how it treats this space."""
+    with warnings.catch_warnings():  # some samplers are flagged experimental in some versions
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _make_sampler(name, space, seed, grid_points)
+
+
+def _make_sampler(
+    name: SamplerName, space: SearchSpace, seed: int, grid_points: int
+) -> SamplerChoice:
     cats = _categoricals(space)
     if name is SamplerName.GRID:
         grid = space.grid(grid_points)
@@ -90,10 +99,3 @@ def make_sampler(
             f"qmc: scrambled Sobol sequence over the numeric parameters{cat_note}",
         )
     raise AssertionError(f"no sampler registered for {name}")  # every enum member is handled
-
-
-def silence_experimental_warnings() -> None:
-    """GPSampler and others are flagged experimental in some Optuna versions."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

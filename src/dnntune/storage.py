@@ -10,6 +10,7 @@ from typing import Any
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from dnntune._names import setting_name
 from dnntune._redact import redact
 from dnntune.exceptions import StorageError
 
@@ -85,8 +86,8 @@ def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
             ) from None
     if "://" not in url:
         raise StorageError(
-            f"--storage {redact(url)!r} is not a storage URL; use e.g. sqlite:///study.db or "
-            "postgresql://user@host/db"
+            f"{setting_name('storage')} {redact(url)!r} is not a storage URL; use e.g. "
+            "sqlite:///study.db or postgresql://user@host/db"
         )
     engine_kwargs: dict = {}
     if url.startswith("sqlite"):

@@ -3,6 +3,14 @@
 from dnntune.data._dataset import Dataset, build_dataset, dataset_from_config, fold_table
 from dnntune.data._folds import assign_folds, duplicate_groups, folds_from_column
 from dnntune.data._io import Builtin, LoadedTable, load_table
+from dnntune.data._prepare import (
+    FOLD_CACHE_SHARE,
+    FoldCache,
+    FoldTensors,
+    PreparedFold,
+    free_memory,
+    prepare_fold,
+)
 from dnntune.data._preprocess import (
     ColumnPlan,
     Preprocessor,
@@ -13,10 +21,14 @@ from dnntune.data._preprocess import (
 from dnntune.data._target import Target, encode_target, infer_task
 
 __all__ = [
+    "FOLD_CACHE_SHARE",
     "Builtin",
     "ColumnPlan",
     "Dataset",
+    "FoldCache",
+    "FoldTensors",
     "LoadedTable",
+    "PreparedFold",
     "Preprocessor",
     "Target",
     "assign_folds",
@@ -26,9 +38,11 @@ __all__ = [
     "encode_target",
     "fold_table",
     "folds_from_column",
+    "free_memory",
     "infer_task",
     "load_table",
     "plan_columns",
+    "prepare_fold",
     "unparsed_dates_note",
     "unparsed_values",
 ]

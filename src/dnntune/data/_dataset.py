@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dnntune._names import did_you_mean, short_list
-from dnntune.config import Task, TuneConfig
+from dnntune._names import Message, did_you_mean, setting_example, setting_name, short_list
+from dnntune.config import Columns, Task, TuneConfig
 from dnntune.data._folds import assign_folds, duplicate_groups, folds_from_column
 from dnntune.data._io import LoadedTable, load_table
 from dnntune.data._preprocess import ColumnPlan, plan_columns
@@ -49,91 +49,97 @@ def _check_columns(frame: pd.DataFrame, names: tuple[str, ...], option: str) -> 
         return
     hints = "".join(did_you_mean(m, frame.columns) for m in missing[:1])
     raise DataError(
-        f"{option} column{'s' if len(missing) > 1 else ''} {short_list(missing)} not in the "
-        f"table{hints}; the table has {len(frame.columns)} columns: "
+        f"{setting_name(option)} column{'s' if len(missing) > 1 else ''} {short_list(missing)} "
+        f"not in the table{hints}; the table has {len(frame.columns)} columns: "
         f"{short_list(list(frame.columns))}"
     )
 
 
-def build_dataset(
-    table: LoadedTable,
-    *,
-    target: tuple[str, ...] = (),
-    drop: tuple[str, ...] = (),
-    task: Task | None = None,
-    folds: int = 5,
-    fold_column: str | None = None,
-    seed: int = 42,
-    group_duplicates: bool = False,
-    categorical: tuple[str, ...] = (),
-) -> Dataset:
-    """Validate the column choices, encode the target and assign folds.
-
-    ``categorical`` names feature columns to one-hot encode whatever their values (see
-    :func:`plan_columns`).
-
-    ``group_duplicates`` keeps rows with identical features in one fold, so a validation fold
-    never holds a copy of a training row; without it, a note reports their share when it is
-    at least ``DUPLICATE_NOTE_SHARE``.
-    """
-    frame = table.frame
-    target = target or table.default_target
-    if not target:
-        raise DataError(
-            f"no --target given for {table.name!r}; name the column to predict, e.g. "
-            f"--target {frame.columns[-1]}"
-        )
-    _check_columns(frame, target, "--target")
-    _check_columns(frame, drop, "--drop")
-    _check_columns(frame, categorical, "--categorical")
-    if fold_column is not None:
-        _check_columns(frame, (fold_column,), "--fold-column")
-    clash = set(target) & ({*drop} | {fold_column})
+def _check_choices(frame: pd.DataFrame, columns: Columns, target: tuple[str, ...]) -> None:
+    """Every column named exists, and none has two roles."""
+    _check_columns(frame, target, "target")
+    _check_columns(frame, columns.drop, "drop")
+    _check_columns(frame, columns.categorical, "categorical")
+    if columns.fold_column is not None:
+        _check_columns(frame, (columns.fold_column,), "fold_column")
+    clash = set(target) & ({*columns.drop} | {columns.fold_column})
     if clash:
         raise DataError(f"column {short_list(sorted(clash))} is both the target and dropped")
-    unused = sorted(set(categorical) & {*target, *drop, fold_column})
+    unused = sorted(set(columns.categorical) & {*target, *columns.drop, columns.fold_column})
     if unused:
         raise DataError(
-            f"--categorical column {short_list(unused)} is not a feature (it is the target, "
-            "dropped or the fold column); name feature columns only"
+            f"{setting_name('categorical')} column {short_list(unused)} is not a feature (it is "
+            "the target, dropped or the fold column); name feature columns only"
         )
 
-    notes: list[str] = []
-    y = frame[list(target)]
-    has_target = y.notna().all(axis=1).to_numpy()
-    row_ids = np.flatnonzero(has_target)
+
+def _with_target(
+    frame: pd.DataFrame, target: tuple[str, ...], name: str, notes: list[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows whose target is present, and their positions in the file."""
+    has_target = frame[list(target)].notna().all(axis=1).to_numpy()
+    if not has_target.any():
+        raise DataError(f"target {short_list(target)} is missing in every row of {name!r}")
     if not has_target.all():
         notes.append(f"dropped {int((~has_target).sum())} rows with a missing target")
         frame = frame.loc[has_target].reset_index(drop=True)
-        y = y.loc[has_target].reset_index(drop=True)
-    if len(frame) == 0:
-        raise DataError(f"target {short_list(target)} is missing in every row of {table.name!r}")
+    return frame, np.flatnonzero(has_target)
 
-    task = task or infer_task(y)
-    encoded = encode_target(y, task)
-    excluded = {*target, *drop} | ({fold_column} if fold_column else set())
+
+def _fold_ids(
+    frame: pd.DataFrame,
+    features: pd.DataFrame,
+    encoded: Target,
+    columns: Columns,
+    seed: int,
+    notes: list[str],
+) -> np.ndarray:
+    if columns.fold_column is not None:
+        return folds_from_column(frame[columns.fold_column])
+    groups = duplicate_groups(features)
+    copied = 1.0 - (int(groups.max()) + 1) / len(groups)  # ids are 0..distinct-1
+    if not columns.group_duplicates and copied >= DUPLICATE_NOTE_SHARE:
+        notes.append(
+            f"{copied:.0%} of the rows repeat another row's features; random folds put copies "
+            f"on both sides, so scores also reward recalling them; "
+            f"{setting_name('group_duplicates')} keeps copies in one fold"
+        )
+    return assign_folds(encoded, columns.folds, seed, groups if columns.group_duplicates else None)
+
+
+def build_dataset(table: LoadedTable, columns: Columns, seed: int) -> Dataset:
+    """Validate the column choices, encode the target and assign folds (split with ``seed``).
+
+    ``columns.categorical`` names feature columns to one-hot encode whatever their values (see
+    :func:`plan_columns`). ``columns.group_duplicates`` keeps rows with identical features in
+    one fold, so a validation fold never holds a copy of a training row; without it, a note
+    reports their share when it is at least ``DUPLICATE_NOTE_SHARE``.
+    """
+    target = columns.target or table.default_target
+    if not target:
+        raise DataError(
+            f"no {setting_name('target')} given for {table.name!r}; name the column to "
+            f"predict, e.g. {setting_example('target', table.frame.columns[-1])}"
+        )
+    _check_choices(table.frame, columns, target)
+    notes: list[str] = []
+    frame, row_ids = _with_target(table.frame, target, table.name, notes)
+    encoded = encode_target(frame[list(target)], columns.task or infer_task(frame[list(target)]))
+    excluded = {*target, *columns.drop, columns.fold_column}
     features = frame[[c for c in frame.columns if c not in excluded]]
     if features.shape[1] == 0:
-        raise DataError("no feature columns left after removing the target and --drop columns")
-    plan = plan_columns(features, categorical)
+        raise DataError(
+            f"no feature columns left after removing the target and {setting_name('drop')} columns"
+        )
+    plan = plan_columns(features, columns.categorical)
     if not plan.features:
         raise DataError(
             "every feature column was dropped as constant or ID-like: " + "; ".join(plan.notes())
         )
-    if fold_column is not None:
-        fold_ids = folds_from_column(frame[fold_column])
-    else:
-        groups = duplicate_groups(features[plan.features])
-        copied = 1.0 - (int(groups.max()) + 1) / len(groups)  # ids are 0..distinct-1
-        if not group_duplicates and copied >= DUPLICATE_NOTE_SHARE:
-            notes.append(
-                f"{copied:.0%} of the rows repeat another row's features; random folds put "
-                "copies on both sides, so scores also reward recalling them; "
-                "--group-duplicates keeps copies in one fold"
-            )
-        fold_ids = assign_folds(encoded, folds, seed, groups if group_duplicates else None)
+    fold_ids = _fold_ids(frame, features[plan.features], encoded, columns, seed, notes)
     notes += plan.notes()
-    return Dataset(features, encoded, fold_ids, plan, table.source, notes, row_ids)
+    messages: list[str] = [Message(n) for n in notes]
+    return Dataset(features, encoded, fold_ids, plan, table.source, messages, row_ids)
 
 
 # Share of rows that copy another row's features from which build_dataset says so.
@@ -141,50 +147,21 @@ DUPLICATE_NOTE_SHARE = 0.05
 
 
 def dataset_from_config(config: TuneConfig) -> Dataset:
-    """Read ``config.data`` and build the dataset its column, task and fold settings describe."""
-    return build_dataset(
-        load_table(config.data),
-        target=config.target,
-        drop=config.drop,
-        task=config.task,
-        folds=config.folds,
-        fold_column=config.fold_column,
-        seed=config.split_seed,
-        group_duplicates=config.group_duplicates,
-        categorical=config.categorical,
-    )
+    """Read the configured table and build the dataset its columns and folds describe."""
+    return build_dataset(load_table(config.columns.data), config.columns, config.split_seed)
 
 
-def fold_table(
-    table: LoadedTable,
-    *,
-    target: tuple[str, ...] = (),
-    folds: int = 5,
-    seed: int = 42,
-    column: str = "kfold",
-    group_duplicates: bool = False,
-    drop: tuple[str, ...] = (),
-    categorical: tuple[str, ...] = (),
-    task: Task | None = None,
-) -> pd.DataFrame:
+def fold_table(table: LoadedTable, config: TuneConfig, *, column: str = "kfold") -> pd.DataFrame:
     """The table with a fold column added (rows with a missing target are left out): the
-    folds ``tune`` splits with the same settings. ``drop``, ``categorical`` and ``task`` are
-    tune's: the task decides whether the folds are stratified, and the feature columns which
-    rows are copies for ``group_duplicates``. Dropped columns stay in the table written."""
+    folds ``tune`` splits with the same settings. The task decides whether the folds are
+    stratified, and the feature columns which rows are copies for ``group_duplicates``.
+    Dropped columns stay in the table written."""
     if column in table.frame.columns:
         raise DataError(
-            f"the table already has a column {column!r}; pass another name with --fold-column"
+            f"the table already has a column {column!r}; pass another name with "
+            f"{setting_name('fold_column')}"
         )
-    dataset = build_dataset(
-        table,
-        target=target,
-        drop=drop,
-        task=task,
-        folds=folds,
-        seed=seed,
-        group_duplicates=group_duplicates,
-        categorical=categorical,
-    )
-    target = target or table.default_target
-    frame = table.frame.loc[table.frame[list(target)].notna().all(axis=1)].reset_index(drop=True)
+    dataset = build_dataset(table, config.columns, config.split_seed)
+    target = list(config.columns.target or table.default_target)
+    frame = table.frame.loc[table.frame[target].notna().all(axis=1)].reset_index(drop=True)
     return frame.assign(**{column: dataset.folds})

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from dnntune._names import setting_name
 from dnntune.config import Task
 from dnntune.data._target import Target
 from dnntune.exceptions import DataError
@@ -28,12 +29,15 @@ def assign_folds(
     :func:`duplicate_groups` gives) share a fold."""
     n = len(target.values)
     if n < n_folds:
-        raise DataError(f"--folds={n_folds} needs at least {n_folds} rows, but the table has {n}")
+        raise DataError(
+            f"{setting_name('folds')}={n_folds} needs at least {n_folds} rows, but the table "
+            f"has {n}"
+        )
     n_groups = 0 if groups is None else int(groups.max()) + 1
     if groups is not None and n_groups < n_folds:
         raise DataError(
-            f"--group-duplicates with --folds={n_folds} needs at least {n_folds} distinct rows, "
-            f"but the table has {n_groups}; use fewer folds"
+            f"{setting_name('group_duplicates')} with {setting_name('folds')}={n_folds} needs "
+            f"at least {n_folds} distinct rows, but the table has {n_groups}; use fewer folds"
         )
     # Imported here: scikit-learn takes seconds to import, which input errors need not wait for.
     from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
@@ -46,8 +50,8 @@ def assign_folds(
         if counts[least] < n_folds and target.task is not Task.MULTILABEL:
             raise DataError(
                 f"class {target.classes[least]!r} of target {target.columns[0]!r} has only "
-                f"{counts[least]} rows, fewer than --folds={n_folds}; use fewer folds or "
-                "merge rare classes"
+                f"{counts[least]} rows, fewer than {setting_name('folds')}={n_folds}; use fewer "
+                "folds or merge rare classes"
             )
         if groups is None:
             splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)

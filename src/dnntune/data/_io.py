@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dnntune._names import did_you_mean
+from dnntune._names import did_you_mean, setting_name
 from dnntune.exceptions import DataError
 
 __all__ = ["Builtin", "LoadedTable", "load_table"]
@@ -122,9 +122,13 @@ def load_table(source: str) -> LoadedTable:
         return _load_builtin(source.removeprefix("builtin:"))
     path = Path(source)
     if not path.exists():
-        raise DataError(f"data file {source!r} does not exist; check the path passed to --data")
+        raise DataError(
+            f"data file {source!r} does not exist; check the path passed to {setting_name('data')}"
+        )
     if path.is_dir():
-        raise DataError(f"--data {source!r} is a folder; pass a CSV, TSV or Parquet file")
+        raise DataError(
+            f"{setting_name('data')} {source!r} is a folder; pass a CSV, TSV or Parquet file"
+        )
     suffix = _suffix(path)
     try:
         if suffix in _PARQUET:

@@ -6,6 +6,7 @@ weights and loaded back without unpickling anything.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Collection
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dnntune.config import NUMERIC_BINS, BinEncoding, Task
+from dnntune.config import Preprocessing, Task
 from dnntune.data._copies import CopyEncoder
 
 __all__ = [
@@ -212,55 +213,45 @@ class Preprocessor:
     """Impute, standardize and one-hot encode, fitted on one fold's training rows.
 
     Numeric and date columns: median imputation, a 0/1 missing indicator when the training rows
-    had missing values, then standardization, plus an encoding of the value's quantile bin (up
-    to ``numeric_bins`` bins between the training quantiles, and no more than one per
-    ``rows_per_bin`` training rows, so small tables get none; 0 turns it off). With
-    ``bin_encoding="linear"`` (the default) this is the piecewise-linear encoding of Gorishniy
-    et al. (2022, "On Embeddings for Numerical Features in Tabular Deep Learning"): one input
-    per bin, 1 for the bins below the value, 0 for those above, and the value's position
-    (0-1) inside its own bin. ``"onehot"`` puts a 1 in the value's bin only. The bins let an
-    MLP model a column's effect piecewise instead of through one linear input. On the hotel
-    data's fold 0 with the default configuration (3 x 128, cosine learning-rate decay), ROC-AUC
-    is 0.9508 without bins, 0.9565 with 16 one-hot bins and 0.9569-0.9576 with 32 linear ones
-    (0.9504, 0.9539 and 0.9555 at a constant learning rate). Categorical columns:
-    one-hot over the levels seen at least ``min_frequency`` times in training (at most
-    ``max_levels``); rarer and unseen levels share one ``__other__`` column, and missing values
-    are a level of their own.
+    had missing values, then standardization, plus the piecewise-linear encoding of the value's
+    quantile bin (Gorishniy et al., 2022, "On Embeddings for Numerical Features in Tabular Deep
+    Learning"): up to ``settings.numeric_bins`` bins between the training quantiles, and no
+    more than one per ``rows_per_bin`` training rows, so small tables get none (0 turns them
+    off); one input per bin, 1 for the bins below the value, 0 for those above, and the value's
+    position (0-1) inside its own bin. The bins let an MLP model a column's effect piecewise
+    instead of through one linear input. Categorical columns: one-hot over the levels seen at
+    least ``min_frequency`` times in training (at most ``max_levels``); rarer and unseen levels
+    share one ``__other__`` column, and missing values are a level of their own.
 
-    With ``copy_encoding``, :meth:`fit_transform` (given the training target) also fits a
-    :class:`~dnntune.data._copies.CopyEncoder` when the training rows repeat each other, and
-    every matrix gains its inputs: the cross-fitted mean target of a row's identical training
-    rows and their count.
+    With ``settings.copy_encoding``, :meth:`fit_transform` (given the training target) also
+    fits a :class:`~dnntune.data._copies.CopyEncoder` when the training rows repeat each other,
+    and every matrix gains its inputs: the cross-fitted mean target of a row's identical
+    training rows and their count.
     """
 
     def __init__(
         self,
         plan: ColumnPlan,
+        settings: Preprocessing | None = None,
         *,
         min_frequency: int | None = None,
         max_levels: int = 64,
-        numeric_bins: int = NUMERIC_BINS,
-        bin_encoding: BinEncoding | str = BinEncoding.LINEAR,
         rows_per_bin: int = 500,
-        copy_encoding: bool = False,
     ) -> None:
         self.plan = plan
+        self.settings = settings or Preprocessing()
         self.min_frequency = min_frequency
         self.max_levels = max_levels
-        self.numeric_bins = numeric_bins
-        self.bin_encoding = BinEncoding(bin_encoding)
         self.rows_per_bin = rows_per_bin
-        self.copy_encoding = copy_encoding
         self.copies_: CopyEncoder | None = None
 
     def fit(self, frame: pd.DataFrame) -> Preprocessor:
         n = len(frame)
         min_freq = self.min_frequency or max(5, math.ceil(0.0005 * n))
-        n_bins = min(self.numeric_bins, n // max(self.rows_per_bin, 1))
+        n_bins = min(self.settings.numeric_bins, n // max(self.rows_per_bin, 1))
         self.numeric_: dict[str, dict[str, float | bool]] = {}
         self.bin_edges_: dict[str, list[float]] = {}
-        self.bin_range_: dict[str, list[float]] = {}  # training min and max, for "linear"
-        linear = self.bin_encoding is BinEncoding.LINEAR
+        self.bin_range_: dict[str, list[float]] = {}  # training min and max
         for name in [*self.plan.numeric, *self.plan.datetime]:
             arr = self._raw_numeric(frame, name)
             missing = np.isnan(arr)
@@ -278,13 +269,11 @@ class Preprocessor:
                 seen = arr[~missing]
                 edges = np.unique(np.quantile(seen, inner))
                 lo, hi = float(seen.min()), float(seen.max())
-                edges = edges[edges > lo]  # no bin that no training row falls in
-                if linear:
-                    edges = edges[edges < hi]  # every bin has a width
+                # No bin that no training row falls in, and every bin has a width.
+                edges = edges[(edges > lo) & (edges < hi)]
                 if len(edges):
                     self.bin_edges_[name] = [float(e) for e in edges]
-                    if linear:
-                        self.bin_range_[name] = [lo, hi]
+                    self.bin_range_[name] = [lo, hi]
         self.categories_: dict[str, list[str]] = {}
         for name in self.plan.categorical:
             counts = pd.Series(_levels(frame[name])).value_counts()
@@ -301,7 +290,7 @@ class Preprocessor:
         these rows are cross-fitted, so none of them carries its own row's target."""
         self.fit(frame)
         x = self._transform_base(frame)
-        if not self.copy_encoding:
+        if not self.settings.copy_encoding:
             return x
         fitted = CopyEncoder.fit_transform(x, target, task, n_classes)
         if fitted is None:
@@ -357,14 +346,11 @@ class Preprocessor:
             edges = self.bin_edges_.get(name, [])
             if not edges:
                 continue
-            if self.bin_encoding is BinEncoding.LINEAR:
-                lo, hi = self.bin_range_[name]
-                bounds = np.array([lo, *edges, hi])
-                left, width = bounds[:-1], np.diff(bounds)
-                position = (filled[:, None] - left) / width
-                out[:, j : j + len(edges) + 1] = np.clip(position, 0.0, 1.0)
-            else:
-                out[rows, j + np.searchsorted(edges, filled, side="right")] = 1.0
+            lo, hi = self.bin_range_[name]
+            bounds = np.array([lo, *edges, hi])
+            left, width = bounds[:-1], np.diff(bounds)
+            position = (filled[:, None] - left) / width
+            out[:, j : j + len(edges) + 1] = np.clip(position, 0.0, 1.0)
             j += len(edges) + 1
         for name, levels in self.categories_.items():
             codes = pd.Index(levels).get_indexer(_levels(frame[name])).astype(np.int64)
@@ -375,11 +361,11 @@ class Preprocessor:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "settings": dataclasses.asdict(self.settings),
             "plan": self.plan.to_dict(),
             "numeric": self.numeric_,
             "categories": self.categories_,
             "bin_edges": self.bin_edges_,
-            "bin_encoding": self.bin_encoding.value,
             "bin_range": self.bin_range_,
             "feature_names": self.feature_names_,
             "copies": self.copies_.to_dict() if self.copies_ is not None else None,
@@ -387,15 +373,12 @@ class Preprocessor:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
-        self = cls(ColumnPlan.from_dict(d["plan"]))
+        copies = d["copies"]
+        self = cls(ColumnPlan.from_dict(d["plan"]), Preprocessing(**d["settings"]))
         self.numeric_ = {k: dict(v) for k, v in d["numeric"].items()}
         self.categories_ = {k: list(v) for k, v in d["categories"].items()}
-        # Models saved before the bins existed have none; before "linear", bins were one-hot.
-        self.bin_edges_ = {k: [float(e) for e in v] for k, v in d.get("bin_edges", {}).items()}
-        self.bin_encoding = BinEncoding(d.get("bin_encoding", BinEncoding.ONEHOT))
-        self.bin_range_ = {k: [float(e) for e in v] for k, v in d.get("bin_range", {}).items()}
+        self.bin_edges_ = {k: [float(e) for e in v] for k, v in d["bin_edges"].items()}
+        self.bin_range_ = {k: [float(e) for e in v] for k, v in d["bin_range"].items()}
         self.feature_names_ = list(d["feature_names"])
-        copies = d.get("copies")  # absent: saved before the copy encoding
         self.copies_ = CopyEncoder.from_dict(copies) if copies is not None else None
-        self.copy_encoding = self.copies_ is not None
         return self

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dnntune._names import setting_example, setting_name
 from dnntune.config import Task
 from dnntune.exceptions import DataError
 
@@ -104,8 +105,9 @@ def encode_target(y: pd.DataFrame, task: Task) -> Target:
         return Target(task, columns, np.stack(mats, axis=1), classes=list(columns))
     if len(columns) != 1:
         raise DataError(
-            f"--task {task.value} takes one --target column, but got {len(columns)}: "
-            f"{', '.join(columns)}; pass one column or use --task multilabel"
+            f"{setting_example('task', task.value)} takes one {setting_name('target')} column, "
+            f"but got {len(columns)}: {', '.join(columns)}; pass one column or use "
+            f"{setting_example('task', 'multilabel')}"
         )
     col = y.iloc[:, 0]
     if task is Task.REGRESSION:
@@ -113,7 +115,8 @@ def encode_target(y: pd.DataFrame, task: Task) -> Target:
             sample = ", ".join(repr(v) for v in col.drop_duplicates().head(3))
             raise DataError(
                 f"regression target {columns[0]!r} is not numeric (values such as {sample}); "
-                "pick a numeric target or use --task binary/multiclass"
+                f"pick a numeric target or use {setting_example('task', 'binary')} or "
+                f"{setting_example('task', 'multiclass')}"
             )
         return Target(task, columns, col.to_numpy(np.float32))
     codes, uniques = pd.factorize(col, sort=True)
@@ -125,7 +128,7 @@ def encode_target(y: pd.DataFrame, task: Task) -> Target:
         )
     if task is Task.BINARY and len(classes) > 2:
         raise DataError(
-            f"--task binary needs two classes, but target {columns[0]!r} has {len(classes)}; "
-            "use --task multiclass"
+            f"{setting_example('task', 'binary')} needs two classes, but target {columns[0]!r} "
+            f"has {len(classes)}; use {setting_example('task', 'multiclass')}"
         )
     return Target(task, columns, codes.astype(np.int64), classes=classes)

@@ -9,13 +9,12 @@ from dnntune.engine._metrics import (
     to_predictions,
 )
 from dnntune.engine._optim import OPTIMIZERS, flatten_parameters, make_optimizer, resolve_device
-from dnntune.engine._train import FitResult, FoldTensors, evaluate, fit, predict_outputs
+from dnntune.engine._train import FitResult, evaluate, fit, predict_outputs
 
 __all__ = [
     "METRICS",
     "OPTIMIZERS",
     "FitResult",
-    "FoldTensors",
     "Metric",
     "default_metric",
     "evaluate",

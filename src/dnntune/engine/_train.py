@@ -4,58 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from dnntune.config import Task
+from dnntune.data import FoldTensors
 from dnntune.engine._metrics import Metric, predictions_from_outputs
 from dnntune.engine._optim import flatten_parameters, make_optimizer
-from dnntune.engine._runtime import tune_allocator
 
-__all__ = ["FitResult", "FoldTensors", "fit", "predict_outputs"]
-
-
-@dataclass
-class FoldTensors:
-    """One fold's preprocessed data on the device.
-
-    ``y_train`` is what the loss sees: (rows, outputs) float for BCE/MSE (standardized for
-    regression) and (rows,) int64 class codes for cross-entropy. ``y_valid_eval`` is the
-    validation target in its original units (class codes, 0/1 labels or raw regression values)
-    for the metric. ``y_scale``/``y_shift`` undo the standardization of regression outputs.
-    """
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_valid: torch.Tensor
-    y_valid_eval: np.ndarray
-    task: Task
-    y_shift: float = 0.0
-    y_scale: float = 1.0
-
-    @property
-    def n_train(self) -> int:
-        return int(self.x_train.shape[0])
-
-    @property
-    def nbytes(self) -> int:
-        """Memory the inputs and the training target take on the device."""
-        tensors = (self.x_train, self.y_train, self.x_valid)
-        return sum(t.element_size() * t.nelement() for t in tensors)
-
-    def without_inputs(self) -> FoldTensors:
-        """These tensors with no rows of inputs (new empty tensors, so the data's memory is
-        freed): what a saved model needs of its fold, the validation target and the target's
-        scale."""
-        return replace(
-            self,
-            x_train=self.x_train.new_empty((0, *self.x_train.shape[1:])),
-            y_train=self.y_train.new_empty((0, *self.y_train.shape[1:])),
-            x_valid=self.x_valid.new_empty((0, *self.x_valid.shape[1:])),
-        )
+__all__ = ["FitResult", "evaluate", "fit", "predict_outputs"]
 
 
 @dataclass
@@ -123,7 +83,6 @@ def fit(
     over ``schedule_epochs`` epochs (default ``epochs``; a refit that stops at the folds' best
     epoch passes their full budget so it follows the same rates).
     """
-    tune_allocator()
     device = data.x_train.device
     loss_fn = _loss_fn(data.task)
     # One flat buffer for all parameters: one fused optimizer update per step, not one per layer.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 
+from dnntune._names import setting_name
 from dnntune.exceptions import DataError, StorageError
 from dnntune.report._render import render_html, render_pngs
 from dnntune.storage import default_storage_url, open_storage, redact
@@ -25,7 +26,8 @@ def load_run_study(run_dir: Path, storage: str | None = None) -> tuple[optuna.St
         study = optuna.load_study(study_name=summary["study"], storage=open_storage(url))
     except KeyError:
         raise StorageError(
-            f"study {summary['study']!r} not found in {redact(url)!r}; pass --storage"
+            f"study {summary['study']!r} not found in {redact(url)!r}; pass "
+            f"{setting_name('storage')}"
         ) from None
     return study, summary
 

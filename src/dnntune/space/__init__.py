@@ -11,7 +11,7 @@ from dnntune.space._params import (
     SearchSpace,
     suggest,
 )
-from dnntune.space._rules import PARAMETERS, fixed_defaults, stored_space
+from dnntune.space._rules import PARAMETERS, fixed_defaults
 
 __all__ = [
     "PARAMETERS",
@@ -25,6 +25,5 @@ __all__ = [
     "fixed_defaults",
     "load_space",
     "parse_space",
-    "stored_space",
     "suggest",
 ]

@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from dnntune._names import did_you_mean
+from dnntune._names import did_you_mean, setting_name
 from dnntune.exceptions import SpaceError
 from dnntune.space._params import (
     CategoricalParam,
@@ -40,7 +40,8 @@ def load_space(path: str | Path) -> SearchSpace:
     source = str(path)
     if not path.is_file():
         raise SpaceError(
-            source, [f"file {source!r} does not exist; check the path given to --space"]
+            source,
+            [f"file {source!r} does not exist; check the path given to {setting_name('space')}"],
         )
     text = path.read_text(encoding="utf-8", errors="replace")
     try:

@@ -7,7 +7,7 @@ from typing import Any
 
 from dnntune.config import ActivationName, OptimizerName
 
-__all__ = ["PARAMETERS", "ParamRule", "fixed_defaults", "stored_space"]
+__all__ = ["PARAMETERS", "ParamRule", "fixed_defaults"]
 
 
 @dataclass(frozen=True)
@@ -94,22 +94,3 @@ PARAMETERS: dict[str, ParamRule] = {
 def fixed_defaults() -> dict[str, Any]:
     """Values of the parameters a space does not mention."""
     return {name: rule.default for name, rule in PARAMETERS.items()}
-
-
-# Parameters added after the first release, with the value the versions before them trained
-# with (they had no learning-rate schedule). The settings' counterpart is in config.
-PARAMETERS_BEFORE_THEY_EXISTED: dict[str, Any] = {"lr_schedule": "constant"}
-
-
-def stored_space(space: dict[str, Any], *, had_schedule: bool) -> dict[str, Any]:
-    """A space as a study stored it (``SearchSpace.to_dict``) in today's terms.
-
-    Studies stored before the fixed defaults were list only the space's own parameters; the
-    others trained with the defaults of their time: today's, except that releases before
-    ``lr_schedule`` (``had_schedule=False``) trained at a constant rate.
-    """
-    before = fixed_defaults()
-    if not had_schedule:
-        before.update(PARAMETERS_BEFORE_THEY_EXISTED)
-    missing = {k: {"type": "fixed", "value": v} for k, v in before.items() if k not in space}
-    return {**space, **missing}

@@ -4,8 +4,10 @@ glibc's malloc serves large blocks (a batch's activations, over 128 KiB) with fr
 pages and gives them back on ``free``; every training step then pays page faults to zero new
 pages, and memory freed by other work (an evaluation pass, a DataLoader) is returned to the
 kernel and faulted in again. Raising the mmap and trim thresholds keeps those blocks in the heap
-for reuse. On this project's 2-core benchmark machine this alone lifted the engine from about
-80k to about 115k samples/s (see benchmarks/bench_engine.py). Elsewhere it is a no-op.
+for reuse (docs/benchmarks.md measures what it is worth). Elsewhere it is a no-op.
+
+These are settings of the whole process, so the library never makes them: the command line
+does, when it starts (``dnntune tune``, ``dnntune worker``...).
 """
 
 from __future__ import annotations

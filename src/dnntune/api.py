@@ -1,0 +1,109 @@
+"""The public entry point: ``dnntune.tune(data, target, ...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from dnntune.config import SETTINGS, MetricName, PrunerName, SamplerName, Task, TuneConfig
+from dnntune.parallel import tune_config
+from dnntune.study import TuneResult
+
+__all__ = ["tune"]
+
+
+def tune(
+    data: str = "builtin:breast_cancer",
+    target: str | Sequence[str] = (),
+    *,
+    drop: str | Sequence[str] = (),
+    categorical: str | Sequence[str] = (),
+    task: Task | str | None = None,
+    folds: int = 5,
+    fold_column: str | None = None,
+    fold_seed: int | None = None,
+    group_duplicates: bool = False,
+    numeric_bins: int = 32,
+    copy_encoding: bool = True,
+    metric: MetricName | str | None = None,
+    max_folds: int | None = None,
+    patience: int = 5,
+    device: str = "auto",
+    sampler: SamplerName | str = SamplerName.TPE,
+    pruner: PrunerName | str = PrunerName.MEDIAN,
+    space: str | None = None,
+    trials: int | None = None,
+    timeout: float | None = None,
+    grid_points: int = 3,
+    warm_start: bool = True,
+    auto_stop: bool = False,
+    study: str | None = None,
+    storage: str | None = None,
+    output_dir: str | None = None,
+    jobs: int = 1,
+    seed: int = 42,
+    show_progress: bool = False,
+    on_note: Callable[[str], None] | None = None,
+) -> TuneResult:
+    # The docstring is completed below from the settings' own help texts.
+    config = TuneConfig.of(
+        data=data,
+        target=target,
+        drop=drop,
+        categorical=categorical,
+        task=task,
+        folds=folds,
+        fold_column=fold_column,
+        fold_seed=fold_seed,
+        group_duplicates=group_duplicates,
+        numeric_bins=numeric_bins,
+        copy_encoding=copy_encoding,
+        metric=metric,
+        max_folds=max_folds,
+        patience=patience,
+        device=device,
+        sampler=sampler,
+        pruner=pruner,
+        space=space,
+        trials=trials,
+        timeout=timeout,
+        grid_points=grid_points,
+        warm_start=warm_start,
+        auto_stop=auto_stop,
+        study=study,
+        storage=storage,
+        output_dir=output_dir,
+        jobs=jobs,
+        seed=seed,
+    )
+    return tune_config(config, show_progress=show_progress, on_note=on_note)
+
+
+def _docstring() -> str:
+    lines = [
+        "Run (or resume) a cross-validated Optuna study over a network search space.",
+        "",
+        "The study lives in ``storage`` (default: SQLite in the run folder), so running the",
+        "same call again resumes it; the best trial's fold models are saved in",
+        "``<run folder>/model`` as they are found. Returns a :class:`TuneResult`: ``study``,",
+        "``best_params``, ``best_value``, ``model`` (the best trial's first-fold network) and",
+        "``run_dir``. Bad input raises a :class:`dnntune.DnntuneError` subclass naming the",
+        "keyword, the rule and the value before anything is written.",
+        "",
+        "Settings (the same as ``dnntune tune``'s options):",
+        "",
+    ]
+    for s in SETTINGS.values():
+        default = s.default.value if hasattr(s.default, "value") else s.default
+        lines.append(f"* ``{s.name}`` (default ``{default!r}``): {s.help}")
+    lines += [
+        "",
+        "Other keywords:",
+        "",
+        "* ``show_progress``: show a progress bar on stderr.",
+        "* ``on_note(message)``: called with each note (what was dropped, how the data was",
+        "  read, resumed trials); the notes are also in ``TuneResult.notes``.",
+    ]
+    return "\n".join(lines)
+
+
+tune.__doc__ = _docstring()
