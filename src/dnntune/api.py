@@ -45,37 +45,8 @@ def tune(
     on_note: Callable[[str], None] | None = None,
 ) -> TuneResult:
     # The docstring is completed below from the settings' own help texts.
-    config = TuneConfig.of(
-        data=data,
-        target=target,
-        drop=drop,
-        categorical=categorical,
-        task=task,
-        folds=folds,
-        fold_column=fold_column,
-        fold_seed=fold_seed,
-        group_duplicates=group_duplicates,
-        numeric_bins=numeric_bins,
-        copy_encoding=copy_encoding,
-        metric=metric,
-        max_folds=max_folds,
-        patience=patience,
-        device=device,
-        sampler=sampler,
-        pruner=pruner,
-        space=space,
-        trials=trials,
-        timeout=timeout,
-        grid_points=grid_points,
-        warm_start=warm_start,
-        auto_stop=auto_stop,
-        study=study,
-        storage=storage,
-        output_dir=output_dir,
-        jobs=jobs,
-        seed=seed,
-    )
-    return tune_config(config, show_progress=show_progress, on_note=on_note)
+    settings = {name: value for name, value in locals().items() if name in SETTINGS}
+    return tune_config(TuneConfig.of(**settings), show_progress=show_progress, on_note=on_note)
 
 
 def _docstring() -> str:

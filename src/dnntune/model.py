@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -93,44 +95,55 @@ class PackedBatchNorm1d(nn.BatchNorm1d):
         return f"members={self.members}, num_features={self.num_features // self.members}"
 
 
+def _layers(
+    *,
+    d_in: int,
+    d_out: int,
+    num_layers: int,
+    hidden_size: int,
+    dropout: float,
+    activation: str,
+    batch_norm: bool,
+    linear: Callable[[int, int], nn.Module],
+    norm: Callable[[int], nn.Module],
+) -> list[nn.Module]:
+    """``num_layers`` x [linear, norm?, activation, Dropout?] and a linear head: the layers of
+    one network (``nn.Linear``) or of a packed ensemble (:class:`PackedLinear`)."""
+    act = ACTIVATIONS[ActivationName(activation)]
+    layers: list[nn.Module] = []
+    d = d_in
+    for _ in range(num_layers):
+        layers.append(linear(d, hidden_size))
+        if batch_norm:
+            layers.append(norm(hidden_size))
+        layers.append(act())
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+        d = hidden_size
+    layers.append(linear(d, d_out))
+    return layers
+
+
 class PackedMLP(nn.Module):
     """``ensemble_size`` independent MLPs of the same shape, trained together (a deep ensemble).
 
     Each member has its own weights, initialization, BatchNorm statistics and dropout masks;
     one batched matmul per layer runs them all. In training the output is ``(rows, members,
     d_out)`` and the loss treats each member as a model of its own; in eval mode it is the
-    members' mean logit (or standardized value). On the hotel data's fold 0, averaging 4
-    default networks trained with different seeds raises ROC-AUC from 0.9566-0.9572 to 0.9595.
+    members' mean logit (or standardized value).
     """
 
-    def __init__(
-        self,
-        *,
-        ensemble_size: int,
-        d_in: int,
-        d_out: int,
-        num_layers: int,
-        hidden_size: int,
-        dropout: float,
-        activation: str,
-        batch_norm: bool,
-    ) -> None:
+    def __init__(self, *, ensemble_size: int, **shape: Any) -> None:
         super().__init__()
         k = ensemble_size
         self.ensemble_size = k
-        act = ACTIVATIONS[ActivationName(activation)]
-        blocks: list[nn.Module] = []
-        d = d_in
-        for _ in range(num_layers):
-            blocks.append(PackedLinear(k, d, hidden_size))
-            if batch_norm:
-                blocks.append(PackedBatchNorm1d(k, hidden_size))
-            blocks.append(act())
-            if dropout > 0:
-                blocks.append(Dropout(dropout))
-            d = hidden_size
-        blocks.append(PackedLinear(k, d, d_out))
-        self.layers = nn.Sequential(*blocks)
+        self.layers = nn.Sequential(
+            *_layers(
+                **shape,
+                linear=lambda d_in, d_out: PackedLinear(k, d_in, d_out),
+                norm=lambda features: PackedBatchNorm1d(k, features),
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(x.unsqueeze(1).expand(-1, self.ensemble_size, -1))
@@ -154,27 +167,15 @@ def make_mlp(
     computed on them directly, never after a Sigmoid. ``ensemble_size > 1`` gives a
     :class:`PackedMLP` of that many such networks.
     """
+    shape: dict[str, Any] = {
+        "d_in": d_in,
+        "d_out": d_out,
+        "num_layers": num_layers,
+        "hidden_size": hidden_size,
+        "dropout": dropout,
+        "activation": activation,
+        "batch_norm": batch_norm,
+    }
     if ensemble_size > 1:
-        return PackedMLP(
-            ensemble_size=ensemble_size,
-            d_in=d_in,
-            d_out=d_out,
-            num_layers=num_layers,
-            hidden_size=hidden_size,
-            dropout=dropout,
-            activation=activation,
-            batch_norm=batch_norm,
-        )
-    act = ACTIVATIONS[ActivationName(activation)]
-    layers: list[nn.Module] = []
-    d = d_in
-    for _ in range(num_layers):
-        layers.append(nn.Linear(d, hidden_size))
-        if batch_norm:
-            layers.append(nn.BatchNorm1d(hidden_size))
-        layers.append(act())
-        if dropout > 0:
-            layers.append(Dropout(dropout))
-        d = hidden_size
-    layers.append(nn.Linear(d, d_out))
-    return nn.Sequential(*layers)
+        return PackedMLP(ensemble_size=ensemble_size, **shape)
+    return nn.Sequential(*_layers(**shape, linear=nn.Linear, norm=nn.BatchNorm1d))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,8 +23,6 @@ __all__ = ["refit"]
 def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
     """Train the best trial's configuration on every row for the median of its folds' best
     epoch counts; save ``refit_trial<N>.safetensors`` and a ``refit`` entry in the manifest."""
-    from safetensors.torch import save_file
-
     directory = model_dir(run_dir)
     manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     config = TuneConfig.from_dict(manifest["config"])
@@ -45,7 +44,6 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         d_out=manifest["architecture"]["d_out"],
         **model_kwargs(params),
     ).to(target)
-    schedule = params["lr_schedule"]
     result = fit(
         model,
         prepared.tensors,
@@ -56,22 +54,14 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         batch_size=params["batch_size"],
         epochs=epochs,
         # The folds' learning rate followed a schedule over their full epoch budget.
-        lr_schedule=schedule,
+        lr_schedule=params["lr_schedule"],
         schedule_epochs=params["epochs"],
         patience=epochs,
         generator=torch.Generator(device=target).manual_seed(config.seed),
     )
-    name = f"refit_trial{manifest['trial_number']}.safetensors"
-    with atomic_path(directory / name) as tmp:
-        save_file(
-            {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()},
-            str(tmp),
-        )
-    manifest["refit"] = {
-        "weights": name,
-        "sha256": sha256(directory / name),
+    entry = {
         "epochs": epochs,
-        "lr_schedule": schedule,
+        "lr_schedule": params["lr_schedule"],
         "schedule_epochs": params["epochs"],
         "final_learning_rate": result.final_learning_rate,
         "rows": dataset.n_rows,
@@ -79,6 +69,20 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         "y_scale": prepared.tensors.y_scale,
         "preprocessing": prepared.preprocessor.to_dict(),
     }
+    return _save_refit(directory, manifest, model, entry)
+
+
+def _save_refit(
+    directory: Path, manifest: dict[str, Any], model: torch.nn.Module, entry: dict[str, Any]
+) -> Path:
+    """The refit weights beside the ensemble, then the manifest that names them."""
+    from safetensors.torch import save_file
+
+    name = f"refit_trial{manifest['trial_number']}.safetensors"
+    with atomic_path(directory / name) as tmp:
+        state = model.state_dict().items()
+        save_file({k: v.detach().cpu().clone().contiguous() for k, v in state}, str(tmp))
+    manifest["refit"] = {"weights": name, "sha256": sha256(directory / name), **entry}
     write_json(directory / MANIFEST, manifest)
     for path in directory.glob("refit_*.safetensors"):
         if path.name != name:

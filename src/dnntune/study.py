@@ -97,8 +97,7 @@ class PreparedRun:
     metric: Metric
     objective: Objective
     study: optuna.Study
-    notes: list[str]
-    note: Callable[[str], None]  # adds to notes and tells the caller
+    notes: Notes
     sampler_note: str | None
     started: float
     deadline: float | None
@@ -111,6 +110,9 @@ class PreparedRun:
     def time_left(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)
 
+    def note(self, msg: str) -> None:
+        self.notes(msg)
+
     def write_outputs(self) -> None:
         """summary.json, best_params.json and trials.csv in the run folder."""
         wall = time.monotonic() - self.started
@@ -121,6 +123,19 @@ class PreparedRun:
         run_dir = self.config.run_dir
         best = self.objective.best
         return TuneResult(self.study, self.metric, run_dir, best, self.notes, wall, self.dataset)
+
+
+class Notes(list[str]):
+    """The notes of a run, each also told to ``on_note`` as it comes."""
+
+    def __init__(self, on_note: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        self.on_note = on_note
+
+    def __call__(self, msg: str) -> None:
+        self.append(Message(msg))
+        if self.on_note is not None:
+            self.on_note(self[-1])
 
 
 def prepare_run(
@@ -139,31 +154,23 @@ def prepare_run(
     memory free, what the folds kept prepared between trials may take. ``heartbeat``: RDB
     storages record a heartbeat per running trial (workers)."""
     started = time.monotonic()
-    notes: list[str] = []
-
-    def note(msg: str) -> None:
-        notes.append(Message(msg))
-        if on_note is not None:
-            on_note(notes[-1])
-
+    notes = Notes(on_note)
     dataset = dataset_from_config(config)
     for msg in dataset.notes:
-        note(msg)
+        notes(msg)
     space = load_space(config.search.space) if config.search.space else default_space()
     metric = resolve_metric(config.training.metric, dataset.task)
     seed = config.seed if sampler_seed is None else sampler_seed
-    choice = make_sampler(
-        config.search.sampler, space=space, seed=seed, grid_points=config.search.grid_points
-    )
+    search = config.search
+    choice = make_sampler(search.sampler, space=space, seed=seed, grid_points=search.grid_points)
     device = resolve_device(config.training.device)
-    folds = FoldCache(dataset, device, config.fold_preprocessing, share=memory_share, on_note=note)
-    timeout = config.search.timeout
-    deadline = started + timeout if timeout else None
+    folds = FoldCache(dataset, device, config.fold_preprocessing, share=memory_share, on_note=notes)
+    deadline = started + search.timeout if search.timeout else None
     objective = Objective(
         space, metric, folds, config.training, seed=config.seed, deadline=deadline
     )
     pruner = make_pruner(
-        config.search.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps
+        search.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps
     )
     study = _open_study(config, metric, choice.sampler, pruner, space, heartbeat=heartbeat)
     if any(t.state is TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
@@ -172,20 +179,18 @@ def prepare_run(
     objective.on_new_best = lambda best: save_model(
         best, config.run_dir / "model", info, only_if_better=metric.better
     )
-    callbacks = _auto_stop(config, objective, note)
     return PreparedRun(
-        config,
-        dataset,
-        space,
-        metric,
-        objective,
-        study,
-        notes,
-        note,
-        choice.note,
-        started,
-        deadline,
-        callbacks,
+        config=config,
+        dataset=dataset,
+        space=space,
+        metric=metric,
+        objective=objective,
+        study=study,
+        notes=notes,
+        sampler_note=choice.note,
+        started=started,
+        deadline=deadline,
+        callbacks=_auto_stop(config, objective, notes),
     )
 
 

@@ -57,6 +57,46 @@ def evaluate(model: nn.Module, data: FoldTensors, metric: Metric) -> float:
     return metric(data.y_valid_eval, predictions, data.task)
 
 
+def _optimizer(
+    model: nn.Module, name: str, learning_rate: float, weight_decay: float, flat: bool
+) -> tuple[torch.optim.Optimizer, torch.Tensor | None]:
+    """The optimizer, and the flat gradient buffer to clear between steps (None: per tensor).
+
+    One flat buffer for all parameters gives one fused optimizer update per step, not one per
+    layer; ``flat=False`` keeps PyTorch's default per-tensor optimizer (``foreach``)."""
+    if not flat:
+        opt = make_optimizer(
+            name,
+            model.parameters(),
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            fused=False,
+        )
+        return opt, None
+    buffer = flatten_parameters(model)
+    opt = make_optimizer(name, [buffer], learning_rate=learning_rate, weight_decay=weight_decay)
+    return opt, buffer.grad
+
+
+def _scheduler(
+    opt: torch.optim.Optimizer, lr_schedule: str, steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    if lr_schedule != "constant":
+        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; use 'cosine' or 'constant'")
+    return None
+
+
+def _loss(loss_fn: nn.Module, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if outputs.dim() == 3:  # an ensemble's (rows, members, outputs)
+        # Each member learns from the batch as a model of its own: the sum of the members'
+        # losses gives each the gradient it would get alone.
+        members = outputs.shape[1]
+        return loss_fn(outputs.flatten(0, 1), target.repeat_interleave(members, dim=0)) * members
+    return loss_fn(outputs, target)
+
+
 def fit(
     model: nn.Module,
     data: FoldTensors,
@@ -78,39 +118,19 @@ def fit(
 
     ``on_epoch(epoch, score)`` runs after each epoch's evaluation; it may raise to stop the run
     (the objective uses it for pruning and for the study's deadline). ``flat_parameters=False``
-    keeps PyTorch's default per-tensor optimizer (``foreach``), for comparisons only.
-    ``lr_schedule="cosine"`` decays the learning rate to 0 along a cosine after every batch,
-    over ``schedule_epochs`` epochs (default ``epochs``; a refit that stops at the folds' best
-    epoch passes their full budget so it follows the same rates).
+    keeps PyTorch's default per-tensor optimizer, for comparisons only. ``lr_schedule="cosine"``
+    decays the learning rate to 0 along a cosine after every batch, over ``schedule_epochs``
+    epochs (default ``epochs``; a refit that stops at the folds' best epoch passes their full
+    budget so it follows the same rates).
     """
-    device = data.x_train.device
+    device, n = data.x_train.device, data.n_train
     loss_fn = _loss_fn(data.task)
-    # One flat buffer for all parameters: one fused optimizer update per step, not one per layer.
-    grad: torch.Tensor | None = None
-    if flat_parameters:
-        flat = flatten_parameters(model)
-        grad = flat.grad
-        opt = make_optimizer(
-            optimizer, [flat], learning_rate=learning_rate, weight_decay=weight_decay
-        )
-    else:
-        opt = make_optimizer(
-            optimizer,
-            model.parameters(),
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            fused=False,
-        )
-    n = data.n_train
+    opt, grad = _optimizer(model, optimizer, learning_rate, weight_decay, flat_parameters)
     batch_size = min(batch_size, n)
     # A last batch of one row breaks BatchNorm; drop a remainder that small.
     n_batches = n // batch_size if n % batch_size == 1 else math.ceil(n / batch_size)
-    scheduler = None
-    if lr_schedule == "cosine":
-        horizon = max(schedule_epochs or epochs, epochs) * n_batches
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=horizon)
-    elif lr_schedule != "constant":
-        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; use 'cosine' or 'constant'")
+    horizon = max(schedule_epochs or epochs, epochs) * n_batches
+    scheduler = _scheduler(opt, lr_schedule, horizon)
     best_score, best_epoch, best_state = math.nan, 0, None
     history: list[float] = []
     for epoch in range(1, epochs + 1):
@@ -119,15 +139,7 @@ def fit(
         total = torch.zeros((), device=device)
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            outputs = model(data.x_train[idx])
-            if outputs.dim() == 3:  # an ensemble's (rows, members, outputs)
-                # Each member learns from the batch as a model of its own: the sum of the
-                # members' losses gives each the gradient it would get alone.
-                members = outputs.shape[1]
-                target = data.y_train[idx].repeat_interleave(members, dim=0)
-                loss = loss_fn(outputs.flatten(0, 1), target) * members
-            else:
-                loss = loss_fn(outputs, data.y_train[idx])
+            loss = _loss(loss_fn, model(data.x_train[idx]), data.y_train[idx])
             if grad is not None:
                 grad.zero_()
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,27 +106,7 @@ def render_html(
         f"<style>{_CSS}</style></head><body>",
         f"<h1>dnntune report: {html.escape(study.study_name)}</h1>",
     ]
-    facts = {
-        "task": summary.get("task"),
-        "data": f"{summary.get('data', {}).get('source')} "
-        f"({summary.get('data', {}).get('rows')} rows, "
-        f"{summary.get('data', {}).get('folds')} folds)",
-        "metric": f"{metric} ({summary.get('direction')})",
-        "best value": summary.get("best_value"),
-        "best trial": summary.get("best_trial"),
-        "best parameters": json.dumps(summary.get("best_params")),
-        "sampler / pruner": f"{summary.get('sampler')} / {summary.get('pruner')}",
-        "trials by state": ", ".join(f"{k}: {v}" for k, v in state_counts(study).items()),
-        "wall time": f"{summary.get('wall_time_s')} s",
-    }
-    parts.append(
-        "<h2>Summary</h2><table>"
-        + "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-            for k, v in facts.items()
-        )
-        + "</table>"
-    )
+    parts.append(_summary_table(study, summary, metric))
     if architecture:
         parts.append(f"<h2>Model architecture</h2><pre>{html.escape(architecture)}</pre>")
     for i, (title, fig) in enumerate(figs):
@@ -149,8 +130,29 @@ def render_html(
     return path
 
 
+def _summary_table(study: optuna.Study, summary: dict[str, Any], metric: str) -> str:
+    data = summary.get("data", {})
+    facts = {
+        "task": summary.get("task"),
+        "data": f"{data.get('source')} ({data.get('rows')} rows, {data.get('folds')} folds)",
+        "metric": f"{metric} ({summary.get('direction')})",
+        "best value": summary.get("best_value"),
+        "best trial": summary.get("best_trial"),
+        "best parameters": json.dumps(summary.get("best_params")),
+        "sampler / pruner": f"{summary.get('sampler')} / {summary.get('pruner')}",
+        "trials by state": ", ".join(f"{k}: {v}" for k, v in state_counts(study).items()),
+        "wall time": f"{summary.get('wall_time_s')} s",
+    }
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in facts.items()
+    )
+    return f"<h2>Summary</h2><table>{rows}</table>"
+
+
 def render_pngs(study: optuna.Study, summary: dict[str, Any], directory: Path) -> list[Path]:
-    """Main plots as PNG with matplotlib (no browser needed)."""
+    """Main plots as PNG with matplotlib (no browser needed); a plot with nothing to show is
+    not written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -159,71 +161,97 @@ def render_pngs(study: optuna.Study, summary: dict[str, Any], directory: Path) -
     metric = summary.get("metric", "value")
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-
-    def save(fig: Any, name: str) -> None:
+    for name, draw in _PNGS.items():
+        fig = draw(plt, study, metric)
+        if fig is None:
+            continue
         fig.tight_layout()
         with atomic_path(directory / name) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         written.append(directory / name)
-
-    hist = best_so_far(study)
-    if not hist.empty:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.scatter(hist["number"], hist["value"], s=14, label="trial value")
-        ax.step(hist["number"], hist["best"], where="post", color="C3", label="best so far")
-        ax.set(xlabel="trial number", ylabel=metric, title="Optimization history")
-        ax.legend()
-        save(fig, "history.png")
-    imp = importances(study)
-    if imp:
-        fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(imp)))
-        names = list(reversed(list(imp)))
-        ax.barh(names, [imp[n] for n in names])
-        ax.set(xlabel="importance (share, sums to 1)", title="Parameter importances")
-        save(fig, "importances.png")
-    curves = learning_curves(study)
-    if curves:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for c in curves:
-            pruned = c.state == "pruned"
-            ax.plot(
-                c.steps,
-                c.values,
-                color="0.6" if pruned else "C0",
-                lw=0.8 if pruned else 1.2,
-                alpha=0.8,
-            )
-        ax.plot([], [], color="C0", label="completed")
-        ax.plot([], [], color="0.6", label="pruned")
-        ax.set(
-            xlabel="step (fold x epochs + epoch)",
-            ylabel=f"running CV {metric}",
-            title="Intermediate values",
-        )
-        ax.legend()
-        save(fig, "intermediate_values.png")
-    folds = best_fold_scores(study)
-    if folds and all(math.isfinite(f) for f in folds):
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.bar([f"fold {i}" for i in range(len(folds))], folds)
-        lo, hi = min(folds), max(folds)
-        pad = (hi - lo) * 0.5 or abs(hi) * 0.01 or 0.01
-        ax.set(ylim=(lo - pad, hi + pad), ylabel=metric, title="Best trial: score per fold")
-        save(fig, "best_trial_folds.png")
-    table = trial_table(study)
-    if not table.empty and "learning_rate" in table.columns and table["value"].notna().any():
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ok = table["value"].notna()
-        ax.scatter(table.loc[ok, "learning_rate"], table.loc[ok, "value"], s=16)
-        ax.set(
-            xscale="log",
-            xlabel="learning_rate (log scale)",
-            ylabel=metric,
-            title="Value by learning rate",
-        )
-        save(fig, "learning_rate.png")
     return written
+
+
+def _history_png(plt: Any, study: optuna.Study, metric: str) -> Any:
+    hist = best_so_far(study)
+    if hist.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(hist["number"], hist["value"], s=14, label="trial value")
+    ax.step(hist["number"], hist["best"], where="post", color="C3", label="best so far")
+    ax.set(xlabel="trial number", ylabel=metric, title="Optimization history")
+    ax.legend()
+    return fig
+
+
+def _importances_png(plt: Any, study: optuna.Study, metric: str) -> Any:
+    imp = importances(study)
+    if not imp:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(imp)))
+    names = list(reversed(list(imp)))
+    ax.barh(names, [imp[n] for n in names])
+    ax.set(xlabel="importance (share, sums to 1)", title="Parameter importances")
+    return fig
+
+
+def _intermediate_png(plt: Any, study: optuna.Study, metric: str) -> Any:
+    curves = learning_curves(study)
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for c in curves:
+        pruned = c.state == "pruned"
+        color, width = ("0.6", 0.8) if pruned else ("C0", 1.2)
+        ax.plot(c.steps, c.values, color=color, lw=width, alpha=0.8)
+    ax.plot([], [], color="C0", label="completed")
+    ax.plot([], [], color="0.6", label="pruned")
+    ax.set(
+        xlabel="step (fold x epochs + epoch)",
+        ylabel=f"running CV {metric}",
+        title="Intermediate values",
+    )
+    ax.legend()
+    return fig
+
+
+def _folds_png(plt: Any, study: optuna.Study, metric: str) -> Any:
+    folds = best_fold_scores(study)
+    if not folds or not all(math.isfinite(f) for f in folds):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar([f"fold {i}" for i in range(len(folds))], folds)
+    lo, hi = min(folds), max(folds)
+    pad = (hi - lo) * 0.5 or abs(hi) * 0.01 or 0.01
+    ax.set(ylim=(lo - pad, hi + pad), ylabel=metric, title="Best trial: score per fold")
+    return fig
+
+
+def _learning_rate_png(plt: Any, study: optuna.Study, metric: str) -> Any:
+    table = trial_table(study)
+    if table.empty or "learning_rate" not in table.columns or not table["value"].notna().any():
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ok = table["value"].notna()
+    ax.scatter(table.loc[ok, "learning_rate"], table.loc[ok, "value"], s=16)
+    ax.set(
+        xscale="log",
+        xlabel="learning_rate (log scale)",
+        ylabel=metric,
+        title="Value by learning rate",
+    )
+    return fig
+
+
+# Each PNG the report writes, and the function that draws it (None: nothing to draw).
+_PNGS: dict[str, Callable[[Any, optuna.Study, str], Any]] = {
+    "history.png": _history_png,
+    "importances.png": _importances_png,
+    "intermediate_values.png": _intermediate_png,
+    "best_trial_folds.png": _folds_png,
+    "learning_rate.png": _learning_rate_png,
+}
 
 
 def frame_to_html(frame: pd.DataFrame) -> str:  # pragma: no cover - helper for extra sections

@@ -93,115 +93,116 @@ def parse_space(raw: Any, *, source: str = "<dict>") -> SearchSpace:
 
 
 def _parse_param(name: str, spec: Any, rule: ParamRule, problems: list[str]) -> Param | None:
-    start = len(problems)
-
-    def bad(msg: str) -> None:
-        problems.append(f"parameter {name!r}: {msg}")
-
+    """One parameter from its file entry; its problems go to ``problems`` (None when any)."""
+    report = _Problems(name, problems)
     if not isinstance(spec, dict):
         spec = {"choices": spec} if isinstance(spec, list) else {"value": spec}
     for key in spec:
         if key not in _KEYS:
-            bad(f"unknown key {key!r}{did_you_mean(str(key), _KEYS)}; use {', '.join(_KEYS)}")
+            report(f"unknown key {key!r}{did_you_mean(str(key), _KEYS)}; use {', '.join(_KEYS)}")
     kind = spec.get("type")
     if kind is None:
-        if "value" in spec:
-            kind = "fixed"
-        elif "choices" in spec or rule.kind == "categorical":
-            kind = "categorical"
-        else:
-            kind = rule.kind
+        kind = _kind(spec, rule)
     if kind not in _TYPES:
-        bad(f"unknown type {kind!r}{did_you_mean(str(kind), _TYPES)}; use {', '.join(_TYPES)}")
+        report(f"unknown type {kind!r}{did_you_mean(str(kind), _TYPES)}; use {', '.join(_TYPES)}")
         return None
+    if kind == "fixed":
+        return _fixed(name, spec, rule, report)
+    if kind == "categorical":
+        return _categorical(name, spec, rule, report)
+    return _numeric(name, kind, spec, rule, report)
 
-    def check_value(what: str, value: Any) -> None:
+
+class _Problems:
+    """Collects one parameter's problems, each prefixed with its name."""
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        self.name = name
+        self.problems = problems
+        self.start = len(problems)
+
+    def __call__(self, msg: str) -> None:
+        self.problems.append(f"parameter {self.name!r}: {msg}")
+
+    @property
+    def any(self) -> bool:
+        return len(self.problems) > self.start
+
+    def check(self, rule: ParamRule, what: str, value: Any) -> None:
         why = rule.check(value)
         if why:
-            bad(f"{what} {why}")
+            self(f"{what} {why}")
 
-    if kind == "fixed":
-        if "value" not in spec:
-            bad("a fixed parameter needs 'value', e.g. {value: 32}")
-            return None
-        check_value("value", spec["value"])
-        return None if len(problems) > start else FixedParam(name, spec["value"])
 
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices:
-            bad("a categorical parameter needs a non-empty list 'choices', e.g. {choices: [a, b]}")
-            return None
-        for c in choices:
-            check_value("choice", c)
-        grid = spec.get("grid")
-        if grid is not None:
-            if not isinstance(grid, list) or not grid:
-                bad("'grid' must be a non-empty list of values")
-            else:
-                for g in grid:
-                    if g not in choices:
-                        bad(f"grid value {g!r} is not among the choices {choices}")
-        default = spec.get("default")
-        if default is not None and default not in choices:
-            bad(f"default {default!r} is not among the choices {choices}")
-        if len(problems) > start:
-            return None
-        return CategoricalParam(name, tuple(choices), tuple(grid) if grid else None, default)
+def _kind(spec: dict[str, Any], rule: ParamRule) -> str:
+    """The type an entry without ``type:`` has: fixed, categorical or the rule's own."""
+    if "value" in spec:
+        return "fixed"
+    if "choices" in spec or rule.kind == "categorical":
+        return "categorical"
+    return rule.kind
 
-    # numeric range
+
+def _fixed(name: str, spec: dict[str, Any], rule: ParamRule, report: _Problems) -> Param | None:
+    if "value" not in spec:
+        report("a fixed parameter needs 'value', e.g. {value: 32}")
+        return None
+    report.check(rule, "value", spec["value"])
+    return None if report.any else FixedParam(name, spec["value"])
+
+
+def _categorical(
+    name: str, spec: dict[str, Any], rule: ParamRule, report: _Problems
+) -> Param | None:
+    choices = spec.get("choices")
+    if not isinstance(choices, list) or not choices:
+        report("a categorical parameter needs a non-empty list 'choices', e.g. {choices: [a, b]}")
+        return None
+    for c in choices:
+        report.check(rule, "choice", c)
+    grid = spec.get("grid")
+    if grid is not None:
+        if not isinstance(grid, list) or not grid:
+            report("'grid' must be a non-empty list of values")
+        else:
+            for g in grid:
+                if g not in choices:
+                    report(f"grid value {g!r} is not among the choices {choices}")
+    default = spec.get("default")
+    if default is not None and default not in choices:
+        report(f"default {default!r} is not among the choices {choices}")
+    if report.any:
+        return None
+    return CategoricalParam(name, tuple(choices), tuple(grid) if grid else None, default)
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float)
+
+
+def _numeric(
+    name: str, kind: str, spec: dict[str, Any], rule: ParamRule, report: _Problems
+) -> Param | None:
     if rule.kind == "categorical":
-        bad(f"is categorical; give 'choices', not a {kind} range")
+        report(f"is categorical; give 'choices', not a {kind} range")
         return None
     if kind == "int" and rule.kind == "float":
-        bad("is a float parameter; use type float")
+        report("is a float parameter; use type float")
         return None
     for key in ("low", "high"):
         if key not in spec:
             article = "an" if kind == "int" else "a"
-            bad(f"{article} {kind} range needs '{key}', e.g. {{low: 1, high: 4}}")
-    if len(problems) > start:
+            report(f"{article} {kind} range needs '{key}', e.g. {{low: 1, high: 4}}")
+    if report.any:
         return None
-    low, high = spec["low"], spec["high"]
-    step, log = spec.get("step"), spec.get("log", False)
-    for key, value in (("low", low), ("high", high)):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            bad(f"'{key}' must be a number, but got {value!r}")
-        elif kind == "int" and not float(value).is_integer():
-            bad(f"is an integer parameter, so '{key}' must be an integer, but got {value!r}")
-        else:
-            check_value(f"'{key}'", value)
-    if not isinstance(log, bool):
-        bad(f"'log' must be true or false, but got {log!r}")
-    if step is not None and (
-        isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
-    ):
-        bad(f"'step' must be a positive number, but got {step!r}")
-    if len(problems) > start:
+    _check_bounds(kind, spec, rule, report)
+    if report.any:
         return None
-    if low > high:
-        bad(f"`low <= high` must hold, but got (low={low}, high={high}); swap them")
-    if log and low <= 0:
-        bad(f"a log range needs low > 0, but got low={low}; raise low or set log: false")
-    if log and step is not None:
-        bad("'step' and 'log: true' cannot be used together; drop one of them")
-    grid = spec.get("grid")
-    if grid is not None:
-        if not isinstance(grid, list) or not grid:
-            bad("'grid' must be a non-empty list of values")
-        else:
-            for g in grid:
-                if isinstance(g, bool) or not isinstance(g, int | float) or not low <= g <= high:
-                    bad(f"grid value {g!r} is outside [low={low}, high={high}]")
-    default = spec.get("default")
-    if default is not None and (
-        isinstance(default, bool)
-        or not isinstance(default, int | float)
-        or not low <= default <= high
-    ):
-        bad(f"default {default!r} is outside [low={low}, high={high}]")
-    if len(problems) > start:
+    _check_range(spec, report)
+    if report.any:
         return None
+    low, high, step, log = spec["low"], spec["high"], spec.get("step"), spec.get("log", False)
+    grid, default = spec.get("grid"), spec.get("default")
     if kind == "int":
         return IntParam(
             name,
@@ -221,3 +222,42 @@ def _parse_param(name: str, spec: Any, rule: ParamRule, problems: list[str]) -> 
         tuple(float(g) for g in grid) if grid else None,
         float(default) if default is not None else None,
     )
+
+
+def _check_bounds(kind: str, spec: dict[str, Any], rule: ParamRule, report: _Problems) -> None:
+    """``low``, ``high``, ``step`` and ``log`` each of the right type and within the rule."""
+    for key in ("low", "high"):
+        value = spec[key]
+        if not _is_number(value):
+            report(f"'{key}' must be a number, but got {value!r}")
+        elif kind == "int" and not float(value).is_integer():
+            report(f"is an integer parameter, so '{key}' must be an integer, but got {value!r}")
+        else:
+            report.check(rule, f"'{key}'", value)
+    log, step = spec.get("log", False), spec.get("step")
+    if not isinstance(log, bool):
+        report(f"'log' must be true or false, but got {log!r}")
+    if step is not None and (not _is_number(step) or step <= 0):
+        report(f"'step' must be a positive number, but got {step!r}")
+
+
+def _check_range(spec: dict[str, Any], report: _Problems) -> None:
+    """The bounds, the grid and the default agree with each other."""
+    low, high, step, log = spec["low"], spec["high"], spec.get("step"), spec.get("log", False)
+    if low > high:
+        report(f"`low <= high` must hold, but got (low={low}, high={high}); swap them")
+    if log and low <= 0:
+        report(f"a log range needs low > 0, but got low={low}; raise low or set log: false")
+    if log and step is not None:
+        report("'step' and 'log: true' cannot be used together; drop one of them")
+    grid = spec.get("grid")
+    if grid is not None:
+        if not isinstance(grid, list) or not grid:
+            report("'grid' must be a non-empty list of values")
+        else:
+            for g in grid:
+                if not _is_number(g) or not low <= g <= high:
+                    report(f"grid value {g!r} is outside [low={low}, high={high}]")
+    default = spec.get("default")
+    if default is not None and (not _is_number(default) or not low <= default <= high):
+        report(f"default {default!r} is outside [low={low}, high={high}]")
