@@ -184,6 +184,18 @@ def test_a_study_resumes_only_with_its_own_settings_and_format(
         assert "\n" not in message
         assert f"settings format is {format_}; this one reads format {CONFIG_FORMAT}" in message
         assert message.endswith("use a new study name")
+    # So is a model folder of another format.
+    from dnntune.artifacts import FORMAT_VERSION
+    from dnntune.exceptions import DataError
+
+    manifest_path = tmp_path / "run" / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION - 1}))
+    with pytest.raises(DataError) as old_model:
+        load_model(tmp_path / "run")
+    assert f"has format {FORMAT_VERSION - 1}; this dnntune reads format {FORMAT_VERSION}; " in str(
+        old_model.value
+    )
     # Grouped folds have no copy encoding, asked for or not: the same study either way.
     grouped = TuneConfig.of(data="x.csv", group_duplicates=True)
     assert not grouped.copies
@@ -212,6 +224,41 @@ def test_settings_come_from_one_definition() -> None:
     config = TuneConfig.of()
     assert set(config.to_dict()) == set(SETTINGS)
     assert TuneConfig.from_dict(config.to_dict()) == config
+
+
+def test_the_library_leaves_its_host_process_alone(tmp_path: Path, credit_g: Path) -> None:
+    """No warning filters, logging filters or allocator settings outlive a call."""
+    import logging
+    import warnings
+
+    from dnntune._runtime import tune_allocator
+
+    settings = {
+        "data": str(credit_g),
+        "target": "target",
+        "folds": 2,
+        "max_folds": 1,
+        "space": str(write_space(tmp_path / "s.yaml")),
+    }
+    dnntune.tune(trials=1, output_dir=str(tmp_path / "warm"), **settings)  # imports done
+    filters = list(warnings.filters)
+    loggers = {n: list(logging.getLogger(n).filters) for n in ("optuna", "optuna.study._optimize")}
+    tune_allocator.cache_clear()
+    # GP is flagged experimental in some Optuna versions: silenced inside the call only.
+    dnntune.tune(trials=2, sampler="gp", output_dir=str(tmp_path / "gp"), **settings)
+    assert warnings.filters == filters
+    assert {n: list(logging.getLogger(n).filters) for n in loggers} == loggers
+    assert tune_allocator.cache_info().currsize == 0  # the command line's to make, never here
+
+
+def test_help_names_every_keyword_and_what_it_returns() -> None:
+    import pydoc
+
+    text = pydoc.render_doc(dnntune.tune, renderer=pydoc.plaintext)
+    assert "tune(data: 'str' = 'builtin:breast_cancer', target:" in text
+    assert "Run (or resume) a cross-validated Optuna study" in text
+    assert "``max_folds`` (default ``None``): Folds each trial runs (<= folds)." in text
+    assert "Returns a :class:`TuneResult`" in text
 
 
 def test_settings_are_checked_at_once_naming_the_keywords() -> None:

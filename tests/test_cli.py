@@ -399,3 +399,10 @@ def test_a_trial_too_large_for_memory_fails_and_the_study_goes_on(
     )
     assert "2 trials (1 complete, 1 fail)" in r.stdout
     assert "'hidden_size': 16}" in r.stdout
+
+
+def test_version(cli) -> None:
+    import dnntune
+
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout == f"dnntune {dnntune.__version__}\n", r
