@@ -77,6 +77,7 @@ def test_timeout_bounds_the_trial_in_flight(tmp_path: Path, credit_g: Path) -> N
     assert summary["trials"] == {"pruned": len(trials)}
 
 
+@pytest.mark.slow
 def test_a_small_real_run_prunes_trials(tmp_path: Path, credit_g: Path) -> None:
     space = TINY_SPACE.replace("epochs: 4", "epochs: 8").replace("high: 1.0e-2", "high: 3.0e-1")
     result = dnntune.tune(

@@ -25,6 +25,7 @@ def _bench(script: str, *args: str) -> tuple[subprocess.CompletedProcess[str], d
     return proc, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_bench_engine_quick(hotel: Path) -> None:
     proc, result = _bench("bench_engine.py", "--quick")
     for key in (
@@ -64,12 +65,14 @@ def test_dnntune_dropout_keeps_pytorch_semantics() -> None:
     assert torch.equal(layer(x), x)
 
 
+@pytest.mark.slow
 def test_bench_parallel_quick(credit_g: Path) -> None:
     _, result = _bench("bench_parallel.py", "--trials", "2")
     assert set(result) >= {"trials_per_min_1", "trials_per_min_2", "speedup"}
     assert result["trials_per_min_1"] > 0 and result["trials_per_min_2"] > 0
 
 
+@pytest.mark.slow
 def test_bench_search_short_budget(hotel: Path, tmp_path: Path) -> None:
     import pandas as pd
 

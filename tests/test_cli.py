@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import run_cli
 from dnntune.testing import TINY_SPACE, synthetic_table
 
 QUICK_WITH_REPORT = ("--folds", "3", "--max-folds", "2", "--no-progress")
@@ -20,6 +22,7 @@ def _space(tmp_path: Path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_default_main_job_prints_best_trial_and_model(cli, tmp_path: Path) -> None:
     r = cli("tune", "--trials", "2", "--output-dir", "out")
     assert r.returncode == 0, r
@@ -48,6 +51,7 @@ def test_default_main_job_prints_best_trial_and_model(cli, tmp_path: Path) -> No
 
 
 # random and tpe also run in test_compare's CLI run, tpe in most tune tests here.
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["grid", "gp", "cmaes", "qmc"])
 def test_each_sampler_runs_on_credit_g(cli, tmp_path: Path, credit_g: Path, sampler: str) -> None:
     trials = "12" if sampler == "gp" else "4"  # gp models the space after 10 start-up trials
@@ -77,6 +81,7 @@ def test_each_sampler_runs_on_credit_g(cli, tmp_path: Path, credit_g: Path, samp
         assert "grid: 243 combinations" in r.stderr
 
 
+@pytest.mark.slow
 def test_grid_stops_when_exhausted(cli, tmp_path: Path, credit_g: Path) -> None:
     space = tmp_path / "grid.yaml"
     space.write_text(
@@ -112,21 +117,26 @@ def test_grid_stops_when_exhausted(cli, tmp_path: Path, credit_g: Path) -> None:
     }
 
 
-def test_resume_continues_numbering(cli, tmp_path: Path, credit_g: Path) -> None:
-    args = (
-        "tune",
-        "--data",
-        str(credit_g),
-        "--target",
-        "target",
-        "--space",
-        _space(tmp_path),
-        "--study",
-        "credit",
-        *QUICK,
-    )
-    first = cli(*args, "--trials", "3")
-    assert first.returncode == 0, first
+def _tune_args(data: Path, space: str, *extra: str, target: str = "target") -> tuple[str, ...]:
+    """``dnntune tune`` on a table with the tiny space and the quick settings."""
+    return ("tune", "--data", str(data), "--target", target, "--space", space, *QUICK, *extra)
+
+
+@pytest.fixture(scope="module")
+def credit_study(tmp_path_factory: pytest.TempPathFactory, credit_g: Path):
+    """One run shared by the tests that resume, refuse or repeat it: study 'credit', 3 trials,
+    in ``root / 'runs' / 'credit'``; returns the root and the arguments that made it."""
+    root = tmp_path_factory.mktemp("credit")
+    args = _tune_args(credit_g, _space(root), "--study", "credit")
+    r = run_cli(*args, "--trials", "3", cwd=root)
+    assert r.returncode == 0, r
+    return root, args
+
+
+@pytest.mark.slow
+def test_resume_continues_numbering(cli, tmp_path: Path, credit_study) -> None:
+    root, args = credit_study
+    shutil.copytree(root / "runs", tmp_path / "runs")
     before = pd.read_csv(tmp_path / "runs" / "credit" / "trials.csv")
     second = cli(*args, "--trials", "5")
     assert second.returncode == 0, second
@@ -138,57 +148,31 @@ def test_resume_continues_numbering(cli, tmp_path: Path, credit_g: Path) -> None
     assert again.returncode == 0 and len(pd.read_csv(tmp_path / "runs/credit/trials.csv")) == 5
 
 
-def test_resume_with_other_settings_is_refused(cli, tmp_path: Path, credit_g: Path) -> None:
-    args = (
-        "tune",
-        "--data",
-        str(credit_g),
-        "--target",
-        "target",
-        "--space",
-        _space(tmp_path),
-        "--study",
-        "credit",
-        "--trials",
-        "1",
-        *QUICK,
-    )
-    assert cli(*args).returncode == 0
+@pytest.mark.slow
+def test_resume_with_other_settings_is_refused(cli, tmp_path: Path, credit_study) -> None:
+    root, args = credit_study
+    shutil.copytree(root / "runs", tmp_path / "runs")
     r = cli(*args, "--metric", "accuracy")
     assert r.returncode == 2
     assert "was run with different settings (metric: 'roc_auc', now 'accuracy')" in r.stderr
     r = cli(*args, "--no-copy-encoding")
     assert r.returncode == 2
     assert "(copy_encoding: True, now False)" in r.stderr
+    assert len(pd.read_csv(tmp_path / "runs" / "credit" / "trials.csv")) == 3  # untouched
 
 
-def test_same_seed_same_trials(cli, tmp_path: Path, credit_g: Path) -> None:
-    runs = []
-    for name in ("a", "b"):
-        r = cli(
-            "tune",
-            "--data",
-            str(credit_g),
-            "--target",
-            "target",
-            "--seed",
-            "7",
-            "--trials",
-            "4",
-            "--sampler",
-            "tpe",
-            "--space",
-            _space(tmp_path),
-            "--output-dir",
-            name,
-            *QUICK,
-        )
-        assert r.returncode == 0, r
-        runs.append(pd.read_csv(tmp_path / name / "trials.csv"))
+@pytest.mark.slow
+def test_same_seed_same_trials(cli, tmp_path: Path, credit_study) -> None:
+    root, args = credit_study
+    r = cli(*args, "--trials", "3", "--output-dir", "again")
+    assert r.returncode == 0, r
+    runs = [pd.read_csv(d / "trials.csv") for d in (root / "runs" / "credit", tmp_path / "again")]
     cols = [c for c in runs[0].columns if c.startswith("params_")] + ["value", "state"]
+    assert len(runs[0]) == 3
     pd.testing.assert_frame_equal(runs[0][cols], runs[1][cols])
 
 
+@pytest.mark.slow
 def test_multiclass_regression_and_multilabel(cli, tmp_path: Path) -> None:
     for task in ("multiclass", "regression", "multilabel"):
         path = tmp_path / f"{task}.csv"
@@ -220,6 +204,7 @@ def test_multiclass_regression_and_multilabel(cli, tmp_path: Path) -> None:
         assert "dropped column 'const': constant" in r.stderr
 
 
+@pytest.mark.slow
 def test_fold_seed_keeps_the_folds_of_another_seed(cli, tmp_path: Path, credit_g: Path) -> None:
     folds = {}
     for seed in ("7", "1"):
@@ -243,6 +228,7 @@ def test_fold_seed_keeps_the_folds_of_another_seed(cli, tmp_path: Path, credit_g
     assert not (validated == folds["1"][oof["row"]]).all()  # not those of its own seed
 
 
+@pytest.mark.slow
 def test_fold_file_round_trip(cli, tmp_path: Path, credit_g: Path) -> None:
     r = cli(
         "folds",
@@ -279,6 +265,7 @@ def test_fold_file_round_trip(cli, tmp_path: Path, credit_g: Path) -> None:
     assert summary["data"]["folds"] == 4
 
 
+@pytest.mark.slow
 def test_fold_file_keeps_duplicate_rows_together(cli, tmp_path: Path, wine: Path) -> None:
     # The white wines repeat rows: plain folds split copies of a row, grouped folds never do.
     # With --drop, as tune takes it, rows are copies when the other columns are equal.
@@ -307,6 +294,7 @@ def test_fold_file_keeps_duplicate_rows_together(cli, tmp_path: Path, wine: Path
     ("name", "task", "metric"),
     [("digits", "multiclass", "logloss"), ("diabetes", "regression", "rmse")],
 )
+@pytest.mark.slow
 def test_other_builtin_data_sets(cli, tmp_path: Path, name: str, task: str, metric: str) -> None:
     r = cli(
         "tune",
@@ -325,6 +313,7 @@ def test_other_builtin_data_sets(cli, tmp_path: Path, name: str, task: str, metr
     assert (summary["task"], summary["metric"]) == (task, metric)
 
 
+@pytest.mark.slow
 def test_wine_as_regression_and_multiclass(cli, tmp_path: Path, wine: Path) -> None:
     # The white wines repeat rows: a note without --group-duplicates, none with it.
     for task, metric, group in (
@@ -370,6 +359,7 @@ def _allocation_of_64_gib_fails() -> bool:
 @pytest.mark.skipif(
     not _allocation_of_64_gib_fails(), reason="this machine could allocate 64 GiB and try"
 )
+@pytest.mark.slow
 def test_a_trial_too_large_for_memory_fails_and_the_study_goes_on(
     cli, tmp_path: Path, credit_g: Path
 ) -> None:

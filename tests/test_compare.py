@@ -41,6 +41,7 @@ def test_leaderboard_numbers() -> None:
     assert board.iloc[1]["reached_99pct"] == "0/2"
 
 
+@pytest.mark.slow
 def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
     space = write_space(tmp_path / "s.yaml")
     r = cli(
@@ -125,6 +126,7 @@ def test_leaderboard_prints_counts_seconds_and_dashes(capsys: pytest.CaptureFixt
     ]
 
 
+@pytest.mark.slow
 def test_compare_groups_duplicate_rows(cli, tmp_path: Path, wine: Path) -> None:
     # The white wines repeat rows: with --group-duplicates every study runs on grouped folds
     # (stored in its settings), and the note suggesting the option does not appear. The

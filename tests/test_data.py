@@ -188,7 +188,7 @@ def test_values_that_are_not_dates_are_noted() -> None:
 
 def test_dates_across_a_daylight_saving_change_are_read() -> None:
     # Local times written with their UTC offset: +01:00, then +02:00 from 28 March 2021 on.
-    # pandas refuses to mix offsets; dnntune reads them in UTC (it crashed on them before).
+    # pandas refuses to mix offsets; dnntune reads them in UTC.
     hours = pd.date_range("2021-03-27", periods=60, freq="h", tz="Europe/Paris")
     frame = pd.DataFrame({"d": hours.astype(str), "v": np.arange(60) % 7})
     assert {s[-6:] for s in frame["d"]} == {"+01:00", "+02:00"}

@@ -93,6 +93,7 @@ def test_python_api_load_predict(credit_run, credit_g: Path) -> None:
     np.testing.assert_allclose(out["proba_1"], _ensemble_on(result, frame), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_column_checks(cli, tmp_path: Path, credit_g: Path, credit_run) -> None:
     _, run = credit_run
     frame = load_table(str(credit_g)).frame
@@ -157,6 +158,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_pickled_model_is_refused_and_never_run(cli, tmp_path: Path, credit_g: Path) -> None:
     marker = tmp_path / "pwned"
     targets = []
@@ -223,6 +225,7 @@ def test_show_prints_what_the_model_is(cli, credit_run) -> None:
         assert text in r.stdout
 
 
+@pytest.mark.slow
 def test_refit_trains_on_all_rows_and_predicts(
     cli, tmp_path: Path, credit_g: Path, credit_run
 ) -> None:
@@ -257,6 +260,7 @@ def test_refit_trains_on_all_rows_and_predicts(
     assert "refit model" in r.stdout
 
 
+@pytest.mark.slow
 def test_an_ensemble_per_fold_is_saved_loaded_and_refit(
     cli, tmp_path: Path, credit_g: Path
 ) -> None:
@@ -287,6 +291,7 @@ def test_an_ensemble_per_fold_is_saved_loaded_and_refit(
     assert pd.read_csv(tmp_path / "r.csv")["proba_1"].between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_hotel_round_trip(cli, tmp_path: Path, hotel: Path) -> None:
     space = TINY_SPACE.replace("epochs: 4", "epochs: 2")
     result = dnntune.tune(
@@ -323,6 +328,7 @@ def test_hotel_round_trip(cli, tmp_path: Path, hotel: Path) -> None:
     assert f"copies:      2 inputs from identical training rows ({share} of fold 0's" in r.stdout
 
 
+@pytest.mark.slow
 def test_killed_runs_always_leave_a_loadable_model(tmp_path: Path, credit_g: Path) -> None:
     """Kill a study again and again while it keeps replacing its best model."""
     space = write_space(tmp_path / "s.yaml", TINY_SPACE.replace("epochs: 4", "epochs: 1"))

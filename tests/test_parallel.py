@@ -76,6 +76,7 @@ def _tune_cmd(credit_g: Path, space: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["journal", "postgres"])
 def test_four_workers_run_exactly_the_study_s_trials(
     backend: str, tmp_path: Path, credit_g: Path
@@ -108,6 +109,7 @@ def test_four_workers_run_exactly_the_study_s_trials(
             optuna.delete_study(study_name=name, storage=url)
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path, credit_g: Path) -> None:
     url = _pg_url()
     space = write_space(tmp_path / "s.yaml", SLOW)
@@ -191,6 +193,7 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path, credit_g: 
         optuna.delete_study(study_name=name, storage=url)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signals_end_cleanly_and_the_run_resumes(
     sig: signal.Signals, tmp_path: Path, credit_g: Path
@@ -287,6 +290,7 @@ def test_an_interrupt_python_drops_still_ends_the_trial(
 SENTINEL = "S3nt1n3l@{pw}%:/x"
 
 
+@pytest.mark.slow
 def test_password_appears_nowhere(tmp_path: Path, credit_g: Path) -> None:
     base = _pg_url()
     encoded = quote(SENTINEL, safe="")
@@ -336,6 +340,7 @@ def test_sqlite_is_refused_for_several_workers(cli, tmp_path: Path) -> None:
     assert "--jobs 2 cannot share a SQLite storage" in r.stderr
 
 
+@pytest.mark.slow
 def test_two_workers_on_a_redis_journal(tmp_path: Path, credit_g: Path) -> None:
     url = os.environ.get("DNNTUNE_TEST_REDIS_URL")
     if not url:

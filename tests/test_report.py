@@ -146,6 +146,7 @@ def test_report_renders_offline_in_headless_chromium(run, tmp_path: Path) -> Non
     assert shot.is_file() and shot.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_tune_writes_the_report_unless_asked_not_to(cli, tmp_path: Path, credit_g: Path) -> None:
     space = str(write_space(tmp_path / "s.yaml"))
     common = (

@@ -432,7 +432,7 @@ def show(
     m = predictor.manifest
     data = m["data"]
     classes = f", classes {m['classes']}" if m["classes"] else ""
-    refit = m.get("refit")
+    refit = m.get("refit")  # present once dnntune refit ran
     plan = predictor.loaded.preprocessors[0].plan
     roles = [("numeric", plan.numeric), ("dates", plan.datetime), ("categorical", plan.categorical)]
     copies = predictor.loaded.preprocessors[0].copies_
@@ -450,10 +450,10 @@ def show(
         f"(mean of {len(m['folds'])} fold{'' if len(m['folds']) == 1 else 's'}), "
         f"out-of-fold {m['oof_value']:.6f}",
         f"  parameters:  {m['params']}",
-        f"  data:        {data['source']} ({data['rows']} rows, sha256 {data.get('sha256')})",
+        f"  data:        {data['source']} ({data['rows']} rows, sha256 {data['sha256']})",
         f"  columns:     {len(m['columns'])} used",
         *(f"    {role + ':':<13}{', '.join(names)}" for role, names in roles if names),
-        f"  ignored:     {m.get('ignored_columns') or 'none'}",
+        f"  ignored:     {m['ignored_columns'] or 'none'}",
         f"  copies:      {copy_line}",
         "  refit:       "
         + (f"{refit['epochs']} epochs on {refit['rows']} rows" if refit else "none"),

@@ -47,8 +47,8 @@ class Predictor:
         """Raise for missing columns (listed by name); note extra ones."""
         known = {
             *self.required_columns,
-            *self.manifest.get("ignored_columns", {}),
-            *self.manifest.get("target", []),
+            *self.manifest["ignored_columns"],
+            *self.manifest["target"],
         }
         extra = [c for c in frame.columns if c not in known]
         missing = [c for c in self.required_columns if c not in set(frame.columns)]
@@ -113,7 +113,7 @@ class Predictor:
         out = prediction_frame(
             self.predict_array(frame),
             self.task,
-            self.manifest.get("classes", []),
+            self.manifest["classes"] or [],
             self.manifest["target"],
         )
         if id_column is not None:

@@ -49,7 +49,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 @dataclass
 class TuneResult:
     """What a study produced. ``model`` is the best trial's first-fold model (None when the best
-    trial ran in an earlier session; its saved copy is in ``run_dir / 'model'``)."""
+    trial ran in an earlier run of the study; its saved copy is in ``run_dir / 'model'``)."""
 
     study: optuna.Study
     metric: Metric
@@ -76,7 +76,7 @@ class TuneResult:
         if self.best is not None:
             return self.best.build(0)
         saved = self.run_dir / "model" / "manifest.json"
-        if saved.is_file():  # the best trial ran in another process or an earlier session
+        if saved.is_file():  # the best trial ran in another process or an earlier run
             from dnntune.artifacts import load_model
 
             return load_model(self.run_dir).models[0]

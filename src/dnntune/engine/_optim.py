@@ -32,8 +32,8 @@ def _rmsprop(p: Params, lr: float, wd: float, fused: bool) -> torch.optim.Optimi
     return torch.optim.RMSprop(p, lr=lr, weight_decay=wd)  # no fused kernel
 
 
-# fused=True runs the whole update in one kernel (CPU and CUDA, torch >= 2.4): on the 2-core
-# benchmark machine an AdamW step of the classic 5 x 113 MLP takes a third of the foreach time.
+# fused=True runs the whole update in one kernel (CPU and CUDA, torch >= 2.4) instead of a loop
+# over the parameter tensors (docs/benchmarks.md measures what it is worth).
 OPTIMIZERS: dict[OptimizerName, Callable[[Params, float, float, bool], torch.optim.Optimizer]] = {
     OptimizerName.ADAM: _adam,
     OptimizerName.ADAMW: _adamw,
