@@ -215,6 +215,12 @@ def test_fold_seed_keeps_the_folds_of_another_seed(cli, tmp_path: Path, credit_g
         assert r.returncode == 0, r
         folds[seed] = pd.read_csv(tmp_path / f"folds{seed}.csv")["kfold"].to_numpy()
     r = cli(
+        "folds", "--data", str(credit_g), "--target", "target", "--folds", "3",
+        "--seed", "1", "--fold-seed", "7", "--output", "folds1-7.csv",
+    )  # fmt: skip
+    assert r.returncode == 0, r
+    assert (pd.read_csv(tmp_path / "folds1-7.csv")["kfold"].to_numpy() == folds["7"]).all()
+    r = cli(
         "tune", "--data", str(credit_g), "--target", "target", "--seed", "1",
         "--fold-seed", "7", "--trials", "1", "--space", _space(tmp_path), "--output-dir", "run",
         *QUICK,

@@ -31,11 +31,11 @@ def test_default_space_is_the_classic_one() -> None:
     assert isinstance(lr, FloatParam) and lr.log and (lr.low, lr.high) == (1e-5, 1e-3)
 
 
-def test_readme_spaces_are_the_shipped_example_files() -> None:
-    """Each YAML space the README shows is a file in examples/ (so its commands run as
+def test_documented_spaces_are_the_shipped_example_files() -> None:
+    """Each YAML space docs/search.md shows is a file in examples/ (so its commands run as
     printed), and loads; classic4 is the default space with 4 networks per fold."""
     root = Path(__file__).resolve().parents[1]
-    blocks = re.findall(r"```yaml\n(.*?)```", (root / "README.md").read_text(), re.S)
+    blocks = re.findall(r"```yaml\n(.*?)```", (root / "docs" / "search.md").read_text(), re.S)
     shipped = {p.name: p.read_text() for p in (root / "examples").glob("*.yaml")}
     assert len(blocks) == len(shipped) == 2
     for block in blocks:

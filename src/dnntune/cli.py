@@ -212,6 +212,7 @@ _FOLD_SETTINGS = (
     "folds",
     "group_duplicates",
     "seed",
+    "fold_seed",
 )
 
 
