@@ -7,6 +7,7 @@ The PostgreSQL tests skip without ``DNNTUNE_TEST_POSTGRES_URL``, except in CI, w
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -74,7 +75,13 @@ def pg_url() -> str:
 
 
 @pytest.mark.postgres
-def test_study_on_postgres_resumes(pg_url: str, tmp_path: Path, credit_g: Path) -> None:
+@pytest.mark.parametrize("driver", ["", "+psycopg2"])
+def test_study_on_postgres_resumes(
+    pg_url: str, tmp_path: Path, credit_g: Path, driver: str
+) -> None:
+    """A plain postgresql:// URL (psycopg 3, SQLAlchemy's default) and the psycopg2 form."""
+    scheme, rest = pg_url.split("://", 1)
+    pg_url = f"{scheme.split('+')[0]}{driver}://{rest}"
     name = f"dnntune-test-{uuid.uuid4().hex[:8]}"
     common = dict(
         data=str(credit_g),
@@ -111,3 +118,19 @@ def test_optuna_internals_are_used_in_one_place_that_still_matches_optuna() -> N
     root = Path(dnntune.__file__).parent
     users = {p.name for p in root.rglob("*.py") if private.search(p.read_text())}
     assert users == {"storage.py"}
+
+
+def test_a_url_whose_driver_is_missing_names_the_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(StorageError) as missing:
+        open_storage("postgresql+pg8000://me:secret@127.0.0.1/x")
+    assert str(missing.value) == (
+        "cannot open storage 'postgresql+pg8000://me:***@127.0.0.1/x': the postgresql+pg8000 "
+        "driver is not installed; pip install 'pg8000'"
+    )
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg 3 were not installed
+    with pytest.raises(
+        StorageError, match=r"driver is not installed; pip install 'psycopg\[binary\]'$"
+    ):
+        open_storage("postgresql://me@127.0.0.1/x")

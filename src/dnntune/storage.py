@@ -89,7 +89,44 @@ def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
             f"{setting_name('storage')} {redact(url)!r} is not a storage URL; use e.g. "
             "sqlite:///study.db or postgresql://user@host/db"
         )
-    engine_kwargs: dict = {}
+    _check_driver(url)
+    return _rdb_storage(url, heartbeat=heartbeat)
+
+
+# The package to install for each database driver module SQLAlchemy imports.
+_DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "pymysql",
+}
+
+
+def _check_driver(url: str) -> None:
+    """Refuse, in one line naming the package to install, a URL whose driver is missing
+    (``postgresql://`` is psycopg 3's, ``postgresql+psycopg2://`` psycopg2's)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        dialect = make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageError(f"cannot open storage {redact(url)!r}: {redact(reason)}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = (exc.name or "").split(".")[0]
+        package = _DRIVER_PACKAGES.get(module, module or "its driver")
+        scheme = url.split("://")[0]
+        raise StorageError(
+            f"cannot open storage {redact(url)!r}: the {scheme} driver is not installed; "
+            f"pip install '{package}'"
+        ) from None
+
+
+def _rdb_storage(url: str, *, heartbeat: bool) -> RDBStorage:
+    engine_kwargs: dict[str, Any]
     if url.startswith("sqlite"):
         # Wait for a lock instead of failing at once when several processes share the file.
         engine_kwargs = {"connect_args": {"timeout": 60}}
@@ -112,6 +149,6 @@ def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(
-            f"cannot open storage {redact(url)!r}: {redact(reason)}; check the URL, that the "
-            "server is running and that its driver is installed"
+            f"cannot open storage {redact(url)!r}: {redact(reason)}; check the URL and that the "
+            "server is running"
         ) from None
