@@ -205,6 +205,54 @@ def test_tampered_weights_fail_the_checksum(tmp_path: Path, credit_run) -> None:
         load_model(copy)
 
 
+def _damaged(tmp_path: Path, run: Path, change) -> Path:
+    """A copy of the run's model folder whose manifest ``change`` edited in place."""
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(run / "model", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    change(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda m: m["folds"][0].update(weights="../../secret.safetensors"),
+            "names weights '../../secret.safetensors' outside its folder",
+        ),
+        (
+            lambda m: m["architecture"].update(hidden_size=-3),
+            "has an invalid architecture: hidden_size must be >= 1, but got -3",
+        ),
+        (
+            lambda m: m["architecture"].update(module="os.system"),
+            "has no valid architecture (it needs activation, batch_norm, d_out, dropout, ",
+        ),
+        (lambda m: m.pop("folds"), "lacks 'folds'; restore the model folder or tune again"),
+        (lambda m: m["folds"][0].pop("preprocessing"), "lacks 'preprocessing'"),
+    ],
+)
+def test_a_damaged_or_hostile_manifest_is_refused_in_one_line(
+    tmp_path: Path, credit_run, change, message: str
+) -> None:
+    _, run = credit_run
+    with pytest.raises(DataError) as refused:
+        load_model(_damaged(tmp_path, run, change))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_manifest_that_is_not_json_is_refused(tmp_path: Path, credit_run) -> None:
+    _, run = credit_run
+    copy = _damaged(tmp_path, run, lambda m: None)
+    (copy / "manifest.json").write_text('{"format": "dnntune-model", "folds": [')
+    with pytest.raises(DataError, match=r"manifest.json' is not a readable JSON manifest \("):
+        load_model(copy)
+
+
 def test_show_prints_what_the_model_is(cli, credit_run) -> None:
     _, run = credit_run
     r = cli("show", str(run))

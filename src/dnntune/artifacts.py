@@ -35,7 +35,8 @@ from dnntune.data import Dataset, Preprocessor
 from dnntune.engine import METRICS, Metric, predictions_from_outputs
 from dnntune.exceptions import DataError
 from dnntune.model import make_mlp
-from dnntune.objective import BestModel, model_kwargs
+from dnntune.objective import MODEL_PARAMS, BestModel, model_kwargs
+from dnntune.space import PARAMETERS
 
 __all__ = [
     "FORMAT_VERSION",
@@ -263,37 +264,105 @@ def model_dir(path: str | Path) -> Path:
     )
 
 
-def load_model(path: str | Path, *, refit: bool = False) -> LoadedModel:
-    """Load the fold models (or the refit model) of a run: format and checksums checked."""
-    directory = model_dir(path)
-    manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    if manifest.get("format") != "dnntune-model":
-        raise DataError(f"{str(directory / MANIFEST)!r} is not a dnntune model manifest")
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """A model folder's manifest, refused in one line when it is not JSON, not a dnntune
+    manifest, or of another format."""
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"{str(path)!r} is not a readable JSON manifest ({reason}); restore the model "
+            "folder or tune again"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "dnntune-model":
+        raise DataError(f"{str(path)!r} is not a dnntune model manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DataError(
             f"the model in {str(directory)!r} has format {manifest.get('format_version')}; this "
             f"dnntune reads format {FORMAT_VERSION}; tune again to get a model it can load"
         )
-    entries = [manifest["refit"]] if refit else manifest["folds"]
+    return manifest
+
+
+def _weights_path(directory: Path, name: Any) -> Path:
+    """The weight file a manifest names: a safetensors file inside the model folder."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise DataError(
+            f"the manifest in {str(directory)!r} names weights {name!r} outside its folder; a "
+            "model folder only names files in itself"
+        )
+    path = directory / name
+    if path.suffix != ".safetensors":
+        _refuse_pickle(path)
+    return path
+
+
+def _architecture(manifest: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """The manifest's network shape, checked against the parameters' own rules."""
+    arch = manifest.get("architecture")
+    wanted = {"d_out", *MODEL_PARAMS}
+    if not isinstance(arch, dict) or set(arch) != wanted:
+        raise DataError(
+            f"the manifest in {str(directory)!r} has no valid architecture (it needs "
+            f"{', '.join(sorted(wanted))}); restore the model folder or tune again"
+        )
+    problems = [
+        f"{k} {PARAMETERS[k].check(arch[k])}" for k in MODEL_PARAMS if PARAMETERS[k].check(arch[k])
+    ]
+    d_out = arch["d_out"]
+    if isinstance(d_out, bool) or not isinstance(d_out, int) or d_out < 1:
+        problems.append(f"d_out must be a positive integer, but got {d_out!r}")
+    if problems:
+        raise DataError(
+            f"the manifest in {str(directory)!r} has an invalid architecture: {'; '.join(problems)}"
+        )
+    return arch
+
+
+def load_model(path: str | Path, *, refit: bool = False) -> LoadedModel:
+    """Load the fold models (or the refit model) of a run: format, file names, architecture
+    and checksums checked; nothing is unpickled."""
+    directory = model_dir(path)
+    manifest = read_manifest(directory)
     if refit and manifest.get("refit") is None:
         raise DataError(f"{str(directory)!r} has no refit model; run dnntune refit first")
-    loaded = LoadedModel(manifest, [], [], [], [])
-    for entry in entries:
-        weights = directory / entry["weights"]
-        if weights.suffix != ".safetensors":
-            _refuse_pickle(weights)
-        if not weights.is_file() or sha256(weights) != entry["sha256"]:
-            raise DataError(
-                f"weights {str(weights)!r} are missing or do not match the manifest's checksum"
-            )
-        pre = Preprocessor.from_dict(entry["preprocessing"])
-        model = make_mlp(d_in=pre.n_features, **manifest["architecture"])
-        model.load_state_dict(load_file(str(weights)))
-        loaded.preprocessors.append(pre)
-        loaded.models.append(model.eval())
-        loaded.y_shifts.append(float(entry["y_shift"]))
-        loaded.y_scales.append(float(entry["y_scale"]))
+    arch = _architecture(manifest, directory)
+    try:
+        entries = [manifest["refit"]] if refit else list(manifest["folds"])
+        loaded = LoadedModel(manifest, [], [], [], [])
+        for entry in entries:
+            _load_entry(directory, entry, arch, loaded)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"lacks {exc}" if isinstance(exc, KeyError) else f"is damaged ({exc})"
+        raise DataError(
+            f"the manifest in {str(directory)!r} {what}; restore the model folder or tune again"
+        ) from None
     return loaded
+
+
+def _load_entry(
+    directory: Path, entry: dict[str, Any], arch: dict[str, Any], loaded: LoadedModel
+) -> None:
+    weights = _weights_path(directory, entry["weights"])
+    if not weights.is_file() or sha256(weights) != entry["sha256"]:
+        raise DataError(
+            f"weights {str(weights)!r} are missing or do not match the manifest's checksum"
+        )
+    pre = Preprocessor.from_dict(entry["preprocessing"])
+    model = make_mlp(d_in=pre.n_features, **arch)
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except RuntimeError as exc:  # shapes that do not match the architecture
+        reason = str(exc).splitlines()[0]
+        raise DataError(
+            f"weights {str(weights)!r} do not fit the manifest's network: {reason}"
+        ) from None
+    loaded.preprocessors.append(pre)
+    loaded.models.append(model.eval())
+    loaded.y_shifts.append(float(entry["y_shift"]))
+    loaded.y_scales.append(float(entry["y_scale"]))
 
 
 def torch_versions() -> dict[str, str]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dnntune.artifacts import MANIFEST, atomic_path, model_dir, sha256, write_json
+from dnntune.artifacts import MANIFEST, atomic_path, model_dir, read_manifest, sha256, write_json
 from dnntune.config import TuneConfig
 from dnntune.data import dataset_from_config, prepare_fold
 from dnntune.engine import METRICS, fit, resolve_device
@@ -24,7 +23,7 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
     """Train the best trial's configuration on every row for the median of its folds' best
     epoch counts; save ``refit_trial<N>.safetensors`` and a ``refit`` entry in the manifest."""
     directory = model_dir(run_dir)
-    manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_manifest(directory)
     config = TuneConfig.from_dict(manifest["config"])
     data = config.columns.data
     digest = manifest["data"]["sha256"]
