@@ -97,3 +97,39 @@ def test_invalid_space_file_lists_every_problem(cli, tmp_path: Path) -> None:
 def test_worker_memory_share_out_of_range(cli, tmp_path: Path) -> None:
     r = cli("worker", "--study", "s", "--memory-share", "2")
     _assert_clean_failure(r, tmp_path, "--memory-share must be above 0 and at most 1, but got 2.0")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "task", "message"),
+    [
+        ("x", float("inf"), "binary", "column 'x' has the value inf in data row 6, beyond"),
+        ("x", -1e300, "binary", "column 'x' has the value -1e+300 in data row 6, beyond"),
+        ("y", float("-inf"), "regression", "column 'y' has the value -inf in data row 6,"),
+    ],
+)
+def test_infinite_or_huge_values_are_refused_naming_column_and_row(
+    cli, tmp_path: Path, column: str, value: float, task: str, message: str
+) -> None:
+    # Read as they are, they would turn every score into NaN.
+    frame = pd.DataFrame({"x": [0.5 * i for i in range(40)], "y": [0, 1] * 20})
+    if task == "regression":
+        frame["y"] = frame["x"] ** 2
+    frame.loc[5, column] = value
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    r = cli("tune", "--data", "t.csv", "--target", "y", "--task", task)
+    _assert_clean_failure(r, tmp_path, message)
+    assert "leave the cell empty to read it as missing" in r.stderr
+
+
+def test_nested_parquet_columns_are_refused(cli, tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": [[1, 2], [3]] * 20, "z": range(40), "y": [0, 1] * 20})
+    frame.to_parquet(tmp_path / "n.parquet")
+    r = cli("tune", "--data", "n.parquet", "--target", "y")
+    _assert_clean_failure(r, tmp_path, "'n.parquet' has nested columns (lists or records in a")
+
+
+def test_an_output_folder_that_is_a_file_is_refused(cli, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("keep me")
+    r = cli("tune", "--output-dir", "taken")
+    _assert_clean_failure(r, tmp_path, "--output-dir 'taken' is a file, not a folder")
+    assert (tmp_path / "taken").read_text() == "keep me"

@@ -253,6 +253,14 @@ def test_a_manifest_that_is_not_json_is_refused(tmp_path: Path, credit_run) -> N
         load_model(copy)
 
 
+def test_predict_refuses_infinite_values(credit_run, credit_g: Path) -> None:
+    _, run = credit_run
+    frame = load_table(str(credit_g)).frame
+    frame.loc[2, "credit_amount"] = float("inf")
+    with pytest.raises(DataError, match=r"column 'credit_amount' has the value inf in data row 3"):
+        dnntune.load(run).predict(frame)
+
+
 def test_show_prints_what_the_model_is(cli, credit_run) -> None:
     _, run = credit_run
     r = cli("show", str(run))

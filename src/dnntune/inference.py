@@ -17,7 +17,7 @@ import torch
 from dnntune._names import did_you_mean, setting_name, short_list
 from dnntune.artifacts import LoadedModel, load_model, prediction_frame
 from dnntune.config import Task
-from dnntune.data import unparsed_dates_note, unparsed_values
+from dnntune.data import refuse_unbounded, unparsed_dates_note, unparsed_values
 from dnntune.engine import predict_outputs, predictions_from_outputs
 from dnntune.exceptions import DataError
 
@@ -83,6 +83,7 @@ class Predictor:
                     f"the model reads column {name!r} as numbers, but the data has {what}, e.g. "
                     f"{bad.iloc[0]!r} in data row {bad.index[0] + 1}; {fix} (a missing value)"
                 )
+            refuse_unbounded(frame[name], name)
         for name in plan.datetime:
             self.notes += unparsed_dates_note(name, frame[name])
 

@@ -25,7 +25,7 @@ from dnntune.artifacts import run_info, save_model, write_run_outputs
 from dnntune.config import CONFIG_FORMAT, SamplerName, TuneConfig
 from dnntune.data import FOLD_CACHE_SHARE, Dataset, FoldCache, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
-from dnntune.exceptions import StorageError, TrialOutOfMemory
+from dnntune.exceptions import ConfigError, StorageError, TrialOutOfMemory
 from dnntune.objective import BestModel, Objective
 from dnntune.pruners import make_pruner
 from dnntune.samplers import make_sampler
@@ -154,6 +154,11 @@ def prepare_run(
     memory free, what the folds kept prepared between trials may take. ``heartbeat``: RDB
     storages record a heartbeat per running trial (workers)."""
     started = time.monotonic()
+    if config.run_dir.exists() and not config.run_dir.is_dir():
+        raise ConfigError(
+            f"{setting_name('output_dir')} {str(config.run_dir)!r} is a file, not a folder; "
+            "pass a folder for the run's outputs"
+        )
     notes = Notes(on_note)
     dataset = dataset_from_config(config)
     for msg in dataset.notes:

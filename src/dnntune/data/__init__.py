@@ -15,6 +15,7 @@ from dnntune.data._preprocess import (
     ColumnPlan,
     Preprocessor,
     plan_columns,
+    refuse_unbounded,
     unparsed_dates_note,
     unparsed_values,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "load_table",
     "plan_columns",
     "prepare_fold",
+    "refuse_unbounded",
     "unparsed_dates_note",
     "unparsed_values",
 ]

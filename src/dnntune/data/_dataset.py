@@ -11,7 +11,7 @@ from dnntune._names import Message, did_you_mean, setting_example, setting_name,
 from dnntune.config import Columns, Task, TuneConfig
 from dnntune.data._folds import assign_folds, duplicate_groups, folds_from_column
 from dnntune.data._io import LoadedTable, load_table
-from dnntune.data._preprocess import ColumnPlan, plan_columns
+from dnntune.data._preprocess import ColumnPlan, plan_columns, refuse_unbounded
 from dnntune.data._target import Target, encode_target, infer_task
 from dnntune.exceptions import DataError
 
@@ -136,6 +136,8 @@ def build_dataset(table: LoadedTable, columns: Columns, seed: int) -> Dataset:
         raise DataError(
             "every feature column was dropped as constant or ID-like: " + "; ".join(plan.notes())
         )
+    for name in [*plan.numeric, *(target if encoded.task is Task.REGRESSION else ())]:
+        refuse_unbounded(frame[name], name, row_ids)
     fold_ids = _fold_ids(frame, features[plan.features], encoded, columns, seed, notes)
     notes += plan.notes()
     messages: list[str] = [Message(n) for n in notes]

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from dnntune._names import did_you_mean, setting_name
+from dnntune._names import did_you_mean, setting_name, short_list
 from dnntune.exceptions import DataError
 
 __all__ = ["Builtin", "LoadedTable", "load_table"]
@@ -159,4 +160,19 @@ def load_table(source: str) -> LoadedTable:
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.shape[1] == 0 or len(frame) == 0:
         raise DataError(f"data file {source!r} has no rows; pass a table with a header and rows")
+    _refuse_nested(frame, source)
     return LoadedTable(frame=frame, source=str(source))
+
+
+def _refuse_nested(frame: pd.DataFrame, source: str) -> None:
+    """Columns of lists, arrays or records (nested Parquet columns) are not table cells."""
+    nested = []
+    for name in frame.select_dtypes(include="object").columns:
+        present = frame[name].dropna()
+        if len(present) and isinstance(present.iloc[0], list | tuple | dict | np.ndarray):
+            nested.append(name)
+    if nested:
+        raise DataError(
+            f"{source!r} has nested columns (lists or records in a cell): {short_list(nested)}; "
+            "flatten them into one column per value, or drop them from the file"
+        )

@@ -18,11 +18,14 @@ import pandas as pd
 
 from dnntune.config import Preprocessing, Task
 from dnntune.data._copies import CopyEncoder
+from dnntune.exceptions import DataError
 
 __all__ = [
     "ColumnPlan",
     "Preprocessor",
+    "numeric_values",
     "plan_columns",
+    "refuse_unbounded",
     "unparsed_dates_note",
     "unparsed_values",
 ]
@@ -193,8 +196,30 @@ def _to_days(col: pd.Series) -> np.ndarray:
     return days.to_numpy(dtype=float, na_value=np.nan)
 
 
-def _numeric(col: pd.Series) -> np.ndarray:
+def numeric_values(col: pd.Series) -> np.ndarray:
+    """A column's values as float64, with what is not a number as NaN."""
     return pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+# Beyond this magnitude a value overflows the float32 the network computes in.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def refuse_unbounded(col: pd.Series, name: str, row_ids: np.ndarray | None = None) -> None:
+    """Infinite values, and values too large for float32, would turn every score and
+    prediction into NaN: refuse them, naming the column, the value and its row in the file
+    (``row_ids``: each row's position in the file, when rows were left out)."""
+    values = numeric_values(col)
+    bad = np.flatnonzero(np.isinf(values) | (np.abs(np.nan_to_num(values)) > _FLOAT32_MAX))
+    if not len(bad):
+        return
+    row = int(row_ids[bad[0]]) if row_ids is not None else int(bad[0])
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    raise DataError(
+        f"column {name!r} has the value {float(values[bad[0]])!r} in data row {row + 1}{more}, "
+        "beyond what a network computes with (about 3.4e38); replace it, or leave the cell "
+        "empty to read it as missing"
+    )
 
 
 def unparsed_values(col: pd.Series, *, dates: bool = False) -> pd.Series:
@@ -204,7 +229,7 @@ def unparsed_values(col: pd.Series, *, dates: bool = False) -> pd.Series:
         return col.iloc[:0]
     if not dates and pd.api.types.is_numeric_dtype(col):
         return col.iloc[:0]
-    parsed = _to_days(col) if dates else _numeric(col)
+    parsed = _to_days(col) if dates else numeric_values(col)
     bad = np.isnan(parsed) & col.notna().to_numpy()
     return col.reset_index(drop=True)[bad]
 
@@ -301,7 +326,7 @@ class Preprocessor:
 
     def _raw_numeric(self, frame: pd.DataFrame, name: str) -> np.ndarray:
         col = frame[name]
-        return _to_days(col) if name in self.plan.datetime else _numeric(col)
+        return _to_days(col) if name in self.plan.datetime else numeric_values(col)
 
     def _feature_names(self) -> list[str]:
         names: list[str] = []
