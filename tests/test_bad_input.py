@@ -133,3 +133,26 @@ def test_an_output_folder_that_is_a_file_is_refused(cli, tmp_path: Path) -> None
     r = cli("tune", "--output-dir", "taken")
     _assert_clean_failure(r, tmp_path, "--output-dir 'taken' is a file, not a folder")
     assert (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_repeated_column_names_are_refused(cli, tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text(
+        "a,a,y\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(40))
+    )
+    r = cli("tune", "--data", "d.csv", "--target", "y")
+    _assert_clean_failure(r, tmp_path, "'d.csv' names a column 'a' more than once in its header")
+
+
+def test_text_that_is_not_utf8_is_refused(cli, tmp_path: Path) -> None:
+    rows = "".join(f"caf\xe9{i % 3},{i},{i % 2}\n" for i in range(40))
+    (tmp_path / "l.csv").write_bytes(("name,x,y\n" + rows).encode("latin-1"))
+    r = cli("tune", "--data", "l.csv", "--target", "y")
+    _assert_clean_failure(
+        r, tmp_path, "'l.csv' is not UTF-8 text (byte 0xe9 in line 2); save it as UTF-8"
+    )
+
+
+def test_a_constant_regression_target_is_refused(cli, tmp_path: Path) -> None:
+    pd.DataFrame({"x": range(40), "y": [3.5] * 40}).to_csv(tmp_path / "c.csv", index=False)
+    r = cli("tune", "--data", "c.csv", "--target", "y", "--task", "regression")
+    _assert_clean_failure(r, tmp_path, "target 'y' has one value (3.5) in all 40 rows; there is")

@@ -137,6 +137,7 @@ def load_table(source: str) -> LoadedTable:
         elif suffix in _SUFFIXES:
             sep = _separator(path, _SUFFIXES[suffix])
             frame = pd.read_csv(path, sep=sep, low_memory=False)
+            _refuse_duplicate_names(path, sep)
             if sep == ";":
                 frame = _decimal_commas(frame)
         else:
@@ -149,6 +150,10 @@ def load_table(source: str) -> LoadedTable:
     except pd.errors.EmptyDataError:
         raise DataError(
             f"data file {source!r} is empty; pass a table with a header and rows"
+        ) from None
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{source!r} is not UTF-8 text ({_first_bad_byte(path)}); save it as UTF-8"
         ) from None
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
         kind = "Parquet" if suffix in _PARQUET else "CSV/TSV"
@@ -164,10 +169,37 @@ def load_table(source: str) -> LoadedTable:
     return LoadedTable(frame=frame, source=str(source))
 
 
+def _first_bad_byte(path: Path) -> str:
+    """Where a file stops being UTF-8: the byte and its line."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return f"byte {raw[exc.start]:#04x} in line {line}"
+    return "a byte pandas could not decode"
+
+
+def _refuse_duplicate_names(path: Path, sep: str) -> None:
+    """pandas renames a repeated column (``a``, ``a.1``); refuse it instead, by name."""
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0]
+    names = pd.Series([str(v).strip() for v in header])
+    repeated = sorted(set(names[names.duplicated()]))
+    if repeated:
+        raise DataError(
+            f"{str(path)!r} names {'columns' if len(repeated) > 1 else 'a column'} "
+            f"{short_list(repeated)} more than once in its header; give each column its own name"
+        )
+
+
 def _refuse_nested(frame: pd.DataFrame, source: str) -> None:
     """Columns of lists, arrays or records (nested Parquet columns) are not table cells."""
     nested = []
-    for name in frame.select_dtypes(include="object").columns:
+    for name in frame.columns:
+        if not pd.api.types.is_object_dtype(frame[name]):
+            continue
         present = frame[name].dropna()
         if len(present) and isinstance(present.iloc[0], list | tuple | dict | np.ndarray):
             nested.append(name)

@@ -118,6 +118,12 @@ def encode_target(y: pd.DataFrame, task: Task) -> Target:
                 f"pick a numeric target or use {setting_example('task', 'binary')} or "
                 f"{setting_example('task', 'multiclass')}"
             )
+        if col.nunique() < 2:
+            value = col.iloc[0].item() if hasattr(col.iloc[0], "item") else col.iloc[0]
+            raise DataError(
+                f"regression target {columns[0]!r} has one value ({value!r}) in all "
+                f"{len(col)} rows; there is nothing to learn"
+            )
         return Target(task, columns, col.to_numpy(np.float32))
     codes, uniques = pd.factorize(col, sort=True)
     classes = [_label(v) for v in uniques]
