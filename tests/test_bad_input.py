@@ -156,3 +156,11 @@ def test_a_constant_regression_target_is_refused(cli, tmp_path: Path) -> None:
     pd.DataFrame({"x": range(40), "y": [3.5] * 40}).to_csv(tmp_path / "c.csv", index=False)
     r = cli("tune", "--data", "c.csv", "--target", "y", "--task", "regression")
     _assert_clean_failure(r, tmp_path, "target 'y' has one value (3.5) in all 40 rows; there is")
+
+
+@pytest.mark.parametrize("command", ["report", "dashboard"])
+def test_a_damaged_run_summary_is_refused(cli, tmp_path: Path, command: str) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text("{oops")
+    r = cli(command, "run")
+    _assert_clean_failure(r, tmp_path, "'run/summary.json' is not readable JSON (")

@@ -44,6 +44,8 @@ __all__ = [
     "atomic_path",
     "load_model",
     "prediction_frame",
+    "read_manifest",
+    "read_summary",
     "run_info",
     "save_model",
     "sha256",
@@ -262,6 +264,23 @@ def model_dir(path: str | Path) -> Path:
     raise DataError(
         f"no {MANIFEST} in {str(path)!r} or its model/ folder; pass a run folder of dnntune tune"
     )
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """A run folder's summary.json, refused in one line when it is missing or not JSON."""
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        raise DataError(f"no summary.json in {str(run_dir)!r}; pass a run folder of dnntune tune")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"{str(path)!r} is not readable JSON ({reason}); run dnntune tune again to rewrite it"
+        ) from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("study"), str):
+        raise DataError(f"{str(path)!r} is not the summary of a dnntune run (no study name)")
+    return summary
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

@@ -500,19 +500,15 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
     """Serve optuna-dashboard on the study's storage."""
-    import json
 
     from dnntune.storage import default_storage_url, open_storage, redact
 
     if storage is None:
         if run_dir is None:
             raise DnntuneError("pass a run folder or --storage URL")
-        summary_path = run_dir / "summary.json"
-        if not summary_path.is_file():
-            raise DnntuneError(
-                f"no summary.json in {str(run_dir)!r}; pass a run folder of dnntune tune"
-            )
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        from dnntune.artifacts import read_summary
+
+        summary = read_summary(run_dir)
         storage = summary.get("config", {}).get("storage") or default_storage_url(run_dir)
     backend = open_storage(storage)
     from optuna_dashboard import run_server

@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 
 from dnntune._names import setting_name
+from dnntune.artifacts import read_summary
 from dnntune.exceptions import DataError, StorageError
 from dnntune.report._render import render_html, render_pngs
 from dnntune.storage import default_storage_url, open_storage, redact
@@ -17,10 +18,7 @@ __all__ = ["load_run_study", "write_report"]
 
 def load_run_study(run_dir: Path, storage: str | None = None) -> tuple[optuna.Study, dict]:
     """The study of a run folder (from its summary.json) and that summary."""
-    path = Path(run_dir) / "summary.json"
-    if not path.is_file():
-        raise DataError(f"no summary.json in {str(run_dir)!r}; pass a run folder of dnntune tune")
-    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary = read_summary(run_dir)
     url = storage or summary.get("config", {}).get("storage") or default_storage_url(Path(run_dir))
     try:
         study = optuna.load_study(study_name=summary["study"], storage=open_storage(url))
