@@ -1,0 +1,123 @@
+"""Property-based tests: random small tables either give a clean error or finite numbers.
+
+Each table mixes the column kinds users bring (numbers with missing values, integer codes,
+strings, booleans, dates, constant and ID-like columns) with a random target for each task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dnntune
+from dnntune.config import Columns, Preprocessing, Task
+from dnntune.data import LoadedTable, build_dataset, prepare_fold
+from dnntune.exceptions import DataError
+from dnntune.testing import write_space
+
+KINDS = ("float", "int_code", "string", "bool", "date", "constant", "id")
+TASKS = ("binary", "multiclass", "regression", "multilabel")
+
+
+def _column(kind: str, n: int, rng: np.random.Generator, missing: float) -> pd.Series:
+    if kind == "float":
+        values = pd.Series(rng.normal(size=n) * 10.0 ** rng.integers(-3, 4))
+    elif kind == "int_code":
+        values = pd.Series(rng.integers(0, 12, size=n))
+    elif kind == "string":
+        values = pd.Series(rng.choice(["a", "b", "c", "d"], size=n))
+    elif kind == "bool":
+        values = pd.Series(rng.random(n) < 0.5)
+    elif kind == "date":
+        days = pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, n), "D")
+        values = pd.Series(days.astype(str))
+    elif kind == "constant":
+        values = pd.Series(["same"] * n)
+    else:
+        values = pd.Series([f"id-{i}" for i in range(n)])
+    if missing and kind not in ("constant", "id"):
+        values = values.astype(object).mask(rng.random(n) < missing)
+    return values
+
+
+def _target(task: str, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    if task == "binary":
+        return pd.DataFrame({"y": rng.choice(["yes", "no"], size=n)})
+    if task == "multiclass":
+        return pd.DataFrame({"y": rng.integers(0, 4, size=n)})
+    if task == "regression":
+        return pd.DataFrame({"y": rng.normal(size=n) * 100})
+    return pd.DataFrame({"a": rng.integers(0, 2, n), "b": rng.integers(0, 2, n)})
+
+
+tables = st.fixed_dictionaries(
+    {
+        "kinds": st.lists(st.sampled_from(KINDS), min_size=1, max_size=6),
+        "task": st.sampled_from(TASKS),
+        "rows": st.integers(min_value=4, max_value=120),
+        "missing": st.sampled_from([0.0, 0.1, 0.6]),
+        "seed": st.integers(min_value=0, max_value=2**16),
+    }
+)
+
+
+def _table(spec: dict) -> tuple[LoadedTable, tuple[str, ...]]:
+    rng = np.random.default_rng(spec["seed"])
+    n = spec["rows"]
+    frame = pd.DataFrame(
+        {f"{k}{i}": _column(k, n, rng, spec["missing"]) for i, k in enumerate(spec["kinds"])}
+    )
+    target = _target(spec["task"], n, rng)
+    return LoadedTable(pd.concat([frame, target], axis=1), "random"), tuple(target.columns)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables)
+def test_random_tables_preprocess_to_finite_inputs_or_a_clean_error(spec: dict) -> None:
+    table, target = _table(spec)
+    task = Task.MULTILABEL if spec["task"] == "multilabel" else None
+    try:
+        dataset = build_dataset(table, Columns(target=target, task=task, folds=2), seed=0)
+        fold = prepare_fold(dataset, 0, torch.device("cpu"), Preprocessing())
+    except DataError as exc:
+        assert "\n" not in str(exc) and str(exc)  # one line that says something
+        return
+    tensors = fold.tensors
+    assert tensors.x_train.shape[1] == tensors.x_valid.shape[1] == fold.preprocessor.n_features
+    assert torch.isfinite(tensors.x_train).all() and torch.isfinite(tensors.x_valid).all()
+    assert len(tensors.y_valid_eval) + tensors.n_train == dataset.n_rows
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables.filter(lambda spec: spec["rows"] >= 20))
+def test_random_tables_tune_to_a_finite_score_or_a_clean_error(
+    tmp_path_factory: pytest.TempPathFactory, spec: dict
+) -> None:
+    table, target = _table(spec)
+    root: Path = tmp_path_factory.mktemp("prop")
+    path = root / "t.parquet"
+    table.frame.to_parquet(path)
+    space = write_space(root / "s.yaml", "num_layers: 1\nhidden_size: 8\nepochs: 2\n")
+    try:
+        result = dnntune.tune(
+            str(path),
+            target,
+            task="multilabel" if spec["task"] == "multilabel" else None,
+            trials=1,
+            folds=2,
+            space=str(space),
+            output_dir=str(root / "run"),
+        )
+    except dnntune.DnntuneError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        assert not (root / "run").exists()  # nothing half-written
+        return
+    (trial,) = result.study.trials
+    assert trial.value is not None and np.isfinite(trial.value), trial
