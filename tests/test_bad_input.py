@@ -164,3 +164,38 @@ def test_a_damaged_run_summary_is_refused(cli, tmp_path: Path, command: str) -> 
     (tmp_path / "run" / "summary.json").write_text("{oops")
     r = cli(command, "run")
     _assert_clean_failure(r, tmp_path, "'run/summary.json' is not readable JSON (")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("noise.csv", bytes(range(256)) * 8, "'noise.csv' is not UTF-8 text (byte 0x80 in line 2"),
+        ("cut.csv.gz", None, "cannot read 'cut.csv.gz' as CSV/TSV: Compressed file ended before"),
+        ("ragged.csv", b"a,b,y\n1,2,0\n3,4,5,1\n", "Expected 3 fields in line 3, saw 4"),
+    ],
+)
+def test_files_that_are_not_tables(
+    cli, tmp_path: Path, name: str, content: bytes | None, message: str
+) -> None:
+    if content is None:  # half of a gzip-compressed table
+        import gzip
+
+        whole = gzip.compress(("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(500))).encode())
+        content = whole[: len(whole) // 2]
+    (tmp_path / name).write_bytes(content)
+    r = cli("tune", "--data", name, "--target", "y")
+    _assert_clean_failure(r, tmp_path, message)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--trials", "0", "--trials must be at least 1, but got 0"),
+        ("--timeout", "0", "--timeout must be a positive number of seconds, but got 0.0"),
+        ("--jobs", "0", "--jobs must be at least 1, but got 0"),
+        ("--study", "../elsewhere", "--study '../elsewhere' is not a valid name; use letters"),
+    ],
+)
+def test_option_values_out_of_range(cli, tmp_path: Path, option: str, value: str, message: str):
+    r = cli("tune", option, value)
+    _assert_clean_failure(r, tmp_path, message)

@@ -457,3 +457,17 @@ def test_copy_inputs_per_task(task: Task, n_targets: int) -> None:
     for j in range(n_targets):
         assert np.corrcoef(train_cols[:, j], targets[:, j])[0, 1] > 0.8
     assert np.isfinite(encoder.transform(x[:5])).all()
+
+
+def test_a_table_with_thousands_of_columns_prepares() -> None:
+    import torch
+
+    from dnntune.data import prepare_fold
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 3000)), columns=[f"c{i}" for i in range(3000)])
+    frame["y"] = rng.integers(0, 2, 60)
+    ds = _dataset(LoadedTable(frame, "wide"), target=("y",), folds=2)
+    fold = prepare_fold(ds, 0, torch.device("cpu"), Preprocessing())
+    assert fold.tensors.x_train.shape[1] == 3000  # 60 rows: no bins
+    assert torch.isfinite(fold.tensors.x_train).all()

@@ -229,6 +229,10 @@ def _damaged(tmp_path: Path, run: Path, change) -> Path:
             "has an invalid architecture: hidden_size must be >= 1, but got -3",
         ),
         (
+            lambda m: m["architecture"].update(hidden_size=10**9),  # would allocate petabytes
+            "has an invalid architecture: hidden_size must be <= 16384, but got 1000000000",
+        ),
+        (
             lambda m: m["architecture"].update(module="os.system"),
             "has no valid architecture (it needs activation, batch_norm, d_out, dropout, ",
         ),
@@ -243,6 +247,21 @@ def test_a_damaged_or_hostile_manifest_is_refused_in_one_line(
     with pytest.raises(DataError) as refused:
         load_model(_damaged(tmp_path, run, change))
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_pickle_renamed_safetensors_is_refused_and_never_run(tmp_path: Path, credit_run) -> None:
+    from dnntune.artifacts import sha256
+
+    _, run = credit_run
+    copy = _damaged(tmp_path, run, lambda m: None)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    weights = copy / manifest["folds"][0]["weights"]
+    weights.write_bytes(pickle.dumps(_Evil(tmp_path / "pwned")))
+    manifest["folds"][0]["sha256"] = sha256(weights)  # the attacker fixed the checksum too
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"are not a safetensors file \(.*\); dnntune loads"):
+        load_model(copy)
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_a_manifest_that_is_not_json_is_refused(tmp_path: Path, credit_run) -> None:

@@ -372,7 +372,15 @@ def _load_entry(
     pre = Preprocessor.from_dict(entry["preprocessing"])
     model = make_mlp(d_in=pre.n_features, **arch)
     try:
-        model.load_state_dict(load_file(str(weights)))
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error for a file of another kind
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"weights {str(weights)!r} are not a safetensors file ({reason}); dnntune loads "
+            "nothing else"
+        ) from None
+    try:
+        model.load_state_dict(state)
     except RuntimeError as exc:  # shapes that do not match the architecture
         reason = str(exc).splitlines()[0]
         raise DataError(
