@@ -6,6 +6,7 @@ strings, booleans, dates, constant and ID-like columns) with a random target for
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,10 @@ def test_random_tables_tune_to_a_finite_score_or_a_clean_error(
         return
     (trial,) = result.study.trials
     assert trial.value is not None and np.isfinite(trial.value), trial
+    # predict on the training table has the out-of-fold predictions' shape and columns.
+    model = root / "run" / "model"
+    oof = pd.read_csv(model / json.loads((model / "manifest.json").read_text())["oof_predictions"])
+    predicted = dnntune.load(root / "run").predict(table.frame)
+    assert list(oof.columns) == ["row", "fold", *predicted.columns]
+    assert len(predicted) == len(oof) == len(table.frame)
+    assert np.isfinite(predicted.select_dtypes("number").to_numpy()).all()
