@@ -150,6 +150,19 @@ def test_data_flows_one_way() -> None:
                     assert order[other] < order[mine], f"{rel} imports dnntune.{other}"
 
 
+def _one_fold_of_credit(tmp_path: Path, credit_g: Path, **extra: str) -> dict[str, object]:
+    """The settings of a fast study on credit_g: the tiny space, fold 0 of 2."""
+    space = str(write_space(tmp_path / "s.yaml"))
+    return {
+        "data": str(credit_g),
+        "target": "target",
+        "folds": 2,
+        "max_folds": 1,
+        "space": space,
+        **extra,
+    }
+
+
 def test_a_study_resumes_only_with_its_own_settings_and_format(
     tmp_path: Path, credit_g: Path
 ) -> None:
@@ -157,14 +170,7 @@ def test_a_study_resumes_only_with_its_own_settings_and_format(
     from dnntune.exceptions import StorageError
     from dnntune.study import CONFIG_ATTR
 
-    settings = {
-        "data": str(credit_g),
-        "target": ("target",),
-        "folds": 2,
-        "max_folds": 1,
-        "space": str(write_space(tmp_path / "s.yaml")),
-        "output_dir": str(tmp_path / "run"),
-    }
+    settings = _one_fold_of_credit(tmp_path, credit_g, output_dir=str(tmp_path / "run"))
     first = dnntune.tune(trials=1, **settings)
     stored = first.study.user_attrs[CONFIG_ATTR]
     assert stored["format"] == CONFIG_FORMAT
@@ -234,13 +240,7 @@ def test_the_library_leaves_its_host_process_alone(tmp_path: Path, credit_g: Pat
 
     from dnntune._runtime import tune_allocator
 
-    settings = {
-        "data": str(credit_g),
-        "target": "target",
-        "folds": 2,
-        "max_folds": 1,
-        "space": str(write_space(tmp_path / "s.yaml")),
-    }
+    settings = _one_fold_of_credit(tmp_path, credit_g)
     dnntune.tune(trials=1, output_dir=str(tmp_path / "warm"), **settings)  # imports done
     filters = list(warnings.filters)
     loggers = {n: list(logging.getLogger(n).filters) for n in ("optuna", "optuna.study._optimize")}
@@ -290,14 +290,7 @@ def test_categorical_columns_are_one_hot_in_the_saved_model_and_part_of_the_stud
     from dnntune.data import load_table
     from dnntune.exceptions import StorageError
 
-    settings = {
-        "data": str(credit_g),
-        "target": "target",
-        "folds": 2,
-        "max_folds": 1,
-        "space": str(write_space(tmp_path / "s.yaml")),
-        "output_dir": str(tmp_path / "run"),
-    }
+    settings = _one_fold_of_credit(tmp_path, credit_g, output_dir=str(tmp_path / "run"))
     result = dnntune.tune(trials=1, categorical="duration,age", **settings)
     pre = load_model(tmp_path / "run").preprocessors[0]
     assert {"age", "duration"} <= set(pre.plan.categorical) and pre.plan.numeric == [

@@ -19,6 +19,12 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 3) -> str:
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's message on one line: its first line, or its type's name when it has none."""
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def short_list(names: Iterable[str], limit: int = 5) -> str:
     """Join names for a message, showing at most ``limit`` and counting the rest."""
     items = [str(n) for n in names]

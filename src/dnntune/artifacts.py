@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from dnntune._names import first_line
 from dnntune.config import Task, TuneConfig
 from dnntune.data import Dataset, Preprocessor
 from dnntune.engine import METRICS, Metric, predictions_from_outputs
@@ -266,18 +267,19 @@ def model_dir(path: str | Path) -> Path:
     )
 
 
+def _read_json(path: Path, what: str, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{str(path)!r} is not {what} ({first_line(exc)}); {fix}") from None
+
+
 def read_summary(run_dir: str | Path) -> dict[str, Any]:
     """A run folder's summary.json, refused in one line when it is missing or not JSON."""
     path = Path(run_dir) / "summary.json"
     if not path.is_file():
         raise DataError(f"no summary.json in {str(run_dir)!r}; pass a run folder of dnntune tune")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(
-            f"{str(path)!r} is not readable JSON ({reason}); run dnntune tune again to rewrite it"
-        ) from None
+    summary = _read_json(path, "readable JSON", "run dnntune tune again to rewrite it")
     if not isinstance(summary, dict) or not isinstance(summary.get("study"), str):
         raise DataError(f"{str(path)!r} is not the summary of a dnntune run (no study name)")
     return summary
@@ -287,14 +289,9 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     """A model folder's manifest, refused in one line when it is not JSON, not a dnntune
     manifest, or of another format."""
     path = directory / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(
-            f"{str(path)!r} is not a readable JSON manifest ({reason}); restore the model "
-            "folder or tune again"
-        ) from None
+    manifest = _read_json(
+        path, "a readable JSON manifest", "restore the model folder or tune again"
+    )
     if not isinstance(manifest, dict) or manifest.get("format") != "dnntune-model":
         raise DataError(f"{str(path)!r} is not a dnntune model manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -374,7 +371,7 @@ def _load_entry(
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error for a file of another kind
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise DataError(
             f"weights {str(weights)!r} are not a safetensors file ({reason}); dnntune loads "
             "nothing else"
@@ -382,7 +379,7 @@ def _load_entry(
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:  # shapes that do not match the architecture
-        reason = str(exc).splitlines()[0]
+        reason = first_line(exc)
         raise DataError(
             f"weights {str(weights)!r} do not fit the manifest's network: {reason}"
         ) from None

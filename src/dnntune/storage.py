@@ -10,7 +10,7 @@ from typing import Any
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from dnntune._names import setting_name
+from dnntune._names import first_line, setting_name
 from dnntune._redact import redact
 from dnntune.exceptions import StorageError
 
@@ -79,7 +79,7 @@ def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
         try:
             return JournalStorage(JournalRedisBackend(url))
         except Exception as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = first_line(exc)
             raise StorageError(
                 f"cannot open storage {redact(url)!r}: {redact(reason)}; check the URL, that "
                 "the Redis server is running and that the redis package is installed"
@@ -111,7 +111,7 @@ def _check_driver(url: str) -> None:
     try:
         dialect = make_url(url).get_dialect()
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise StorageError(f"cannot open storage {redact(url)!r}: {redact(reason)}") from None
     try:
         dialect.import_dbapi()
@@ -147,7 +147,7 @@ def _rdb_storage(url: str, *, heartbeat: bool) -> RDBStorage:
     try:
         return kind(url, engine_kwargs=engine_kwargs, **extra)
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise StorageError(
             f"cannot open storage {redact(url)!r}: {redact(reason)}; check the URL and that the "
             "server is running"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dnntune._names import did_you_mean, setting_name, short_list
+from dnntune._names import did_you_mean, first_line, setting_name, short_list
 from dnntune.exceptions import DataError
 
 __all__ = ["Builtin", "LoadedTable", "load_table"]
@@ -157,7 +157,7 @@ def load_table(source: str) -> LoadedTable:
         ) from None
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
         kind = "Parquet" if suffix in _PARQUET else "CSV/TSV"
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise DataError(
             f"cannot read {source!r} as {kind}: {reason}; "
             f"check that the file is a valid {kind} table"

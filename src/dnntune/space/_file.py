@@ -16,7 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from dnntune._names import did_you_mean, setting_name
+from dnntune._names import did_you_mean, first_line, setting_name
 from dnntune.exceptions import SpaceError
 from dnntune.space._params import (
     CategoricalParam,
@@ -56,7 +56,7 @@ def load_space(path: str | Path) -> SearchSpace:
     except SpaceError:
         raise
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise SpaceError(source, [f"cannot parse the file: {first}; fix its syntax"]) from None
     return parse_space(raw, source=source)
 
@@ -160,20 +160,25 @@ def _categorical(
         return None
     for c in choices:
         report.check(rule, "choice", c)
-    grid = spec.get("grid")
-    if grid is not None:
-        if not isinstance(grid, list) or not grid:
-            report("'grid' must be a non-empty list of values")
-        else:
-            for g in grid:
-                if g not in choices:
-                    report(f"grid value {g!r} is not among the choices {choices}")
+    grid = _grid(spec, report)
+    for g in grid:
+        if g not in choices:
+            report(f"grid value {g!r} is not among the choices {choices}")
     default = spec.get("default")
     if default is not None and default not in choices:
         report(f"default {default!r} is not among the choices {choices}")
     if report.any:
         return None
     return CategoricalParam(name, tuple(choices), tuple(grid) if grid else None, default)
+
+
+def _grid(spec: dict[str, Any], report: _Problems) -> list[Any]:
+    """An entry's explicit ``grid:`` values (none when it gives none, or not a list)."""
+    grid = spec.get("grid")
+    if grid is not None and (not isinstance(grid, list) or not grid):
+        report("'grid' must be a non-empty list of values")
+        return []
+    return list(grid or [])
 
 
 def _is_number(value: Any) -> bool:
@@ -250,14 +255,9 @@ def _check_range(spec: dict[str, Any], report: _Problems) -> None:
         report(f"a log range needs low > 0, but got low={low}; raise low or set log: false")
     if log and step is not None:
         report("'step' and 'log: true' cannot be used together; drop one of them")
-    grid = spec.get("grid")
-    if grid is not None:
-        if not isinstance(grid, list) or not grid:
-            report("'grid' must be a non-empty list of values")
-        else:
-            for g in grid:
-                if not _is_number(g) or not low <= g <= high:
-                    report(f"grid value {g!r} is outside [low={low}, high={high}]")
+    for g in _grid(spec, report):
+        if not _is_number(g) or not low <= g <= high:
+            report(f"grid value {g!r} is outside [low={low}, high={high}]")
     default = spec.get("default")
     if default is not None and (not _is_number(default) or not low <= default <= high):
         report(f"default {default!r} is outside [low={low}, high={high}]")
