@@ -233,6 +233,19 @@ def test_settings_come_from_one_definition() -> None:
     assert TuneConfig.from_dict(config.to_dict()) == config
 
 
+def test_messages_name_keywords_for_python_and_options_for_the_cli() -> None:
+    from dnntune._names import Message, render, setting_example, setting_name
+
+    text = (
+        f"{setting_name('max_folds')} too high; try {setting_example('task', 'binary')} or "
+        f"{setting_name('copy_encoding', off=True)}"
+    )
+    assert Message(text) == "max_folds too high; try task='binary' or copy_encoding=False"
+    assert render(Message(text).template, flags=True) == (
+        "--max-folds too high; try --task binary or --no-copy-encoding"
+    )
+
+
 def test_the_library_leaves_its_host_process_alone(tmp_path: Path, credit_g: Path) -> None:
     """No warning filters, logging filters or allocator settings outlive a call."""
     import logging

@@ -349,6 +349,9 @@ def test_wine_as_regression_and_multiclass(cli, tmp_path: Path, wine: Path) -> N
         summary = json.loads((tmp_path / task / "summary.json").read_text())
         assert summary["task"] == task and summary["metric"] == metric
         assert ("of the rows repeat another row's features" in r.stderr) == (not group)
+        if not group:  # the library's notes name this command's options
+            assert "; --group-duplicates keeps copies in one fold" in r.stderr
+            assert "(--no-copy-encoding turns it off)" in r.stderr
 
 
 def _allocation_of_64_gib_fails() -> bool:

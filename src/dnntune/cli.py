@@ -116,12 +116,7 @@ def _note(msg: str) -> None:
     typer.echo(f"note: {render(getattr(msg, 'template', msg), flags=True)}", err=True)
 
 
-DataOpt = Annotated[str, typer.Option("--data", help=SETTINGS["data"].help)]
-TargetOpt = Annotated[list[str] | None, typer.Option("--target", help=SETTINGS["target"].help)]
 DeviceOpt = Annotated[str, typer.Option("--device", help=SETTINGS["device"].help)]
-
-# tune's own options, beside the settings.
-_TUNE_ONLY = ("progress", "verbose", "report", "refit")
 
 
 @app.command()
