@@ -13,7 +13,6 @@ the single registry key of its family and also feeds the CLI's help.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -167,17 +166,13 @@ def _choices(enum: type[StrEnum]) -> str:
 # --- the groups, one per stage -------------------------------------------------------------
 
 
-# Each group's field types, resolved once (its annotations are strings).
-_hints = functools.cache(typing.get_type_hints)
-
-
 class _Group:
     """Coerces plain values (strings for enums, comma-separated strings for column lists),
     then checks every field, reporting all problems at once."""
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        hints = _hints(type(self))
+        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             try:
                 value = _coerce(getattr(self, f.name), hints[f.name], f.name)
@@ -499,7 +494,7 @@ class TuneConfig(_Group):
 def _settings() -> dict[str, Setting]:
     out: dict[str, Setting] = {}
     for name, group in GROUPS.items():
-        hints = _hints(group)
+        hints = typing.get_type_hints(group)
         for f in dataclasses.fields(group):  # type: ignore[arg-type]
             out[f.name] = Setting(f.name, name, f, hints[f.name])
     seed = next(f for f in dataclasses.fields(TuneConfig) if f.name == "seed")
