@@ -347,6 +347,24 @@ def test_group_duplicates_keeps_copies_of_a_row_in_one_fold(wine: Path, task: Ta
         _dataset(LoadedTable(two_rows, "mem"), target=("y",), group_duplicates=True)
 
 
+@pytest.mark.parametrize("singles", [3, 200])
+def test_grouped_folds_keep_groups_whole_whatever_their_mix_of_single_and_repeated_rows(
+    singles: int,
+) -> None:
+    # Rows seen once and groups of copies are split apart, each stratified; with too few of
+    # either to split in 5, the table is split whole.
+    rng = np.random.default_rng(0)
+    groups = np.concatenate([np.arange(singles), np.repeat(np.arange(singles, singles + 40), 3)])
+    labels = rng.integers(0, 2, size=singles + 40)[groups]
+    target = encode_target(pd.DataFrame({"y": labels}), Task.BINARY)
+    folds = assign_folds(target, 5, seed=1, groups=groups)
+    assert (pd.Series(folds).groupby(groups).nunique() == 1).all()
+    assert set(folds) == set(range(5))
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 6
+    assert not np.array_equal(folds, assign_folds(target, 5, seed=2, groups=groups))
+
+
 def _copy_inputs(pre: Preprocessor, x: np.ndarray) -> np.ndarray:
     """The copy columns of a transformed matrix, back in their own units: the copies' mean
     target (shrunk) and log(1 + copies)."""

@@ -40,7 +40,7 @@ def assign_folds(
             f"at least {n_folds} distinct rows, but the table has {n_groups}; use fewer folds"
         )
     # Imported here: scikit-learn takes seconds to import, which input errors need not wait for.
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
     folds = np.empty(n, dtype=np.int64)
     strat = target.stratify
@@ -53,13 +53,12 @@ def assign_folds(
                 f"{counts[least]} rows, fewer than {setting_name('folds')}={n_folds}; use fewer "
                 "folds or merge rare classes"
             )
-        if groups is None:
-            splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-        else:
-            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        if groups is not None:
+            return _stratified_groups(strat, groups, n_folds, seed)
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            splits = list(splitter.split(np.zeros(n), strat, groups))
+            splits = list(splitter.split(np.zeros(n), strat))
     elif groups is None:
         splits = list(KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(n)))
     else:
@@ -69,6 +68,39 @@ def assign_folds(
         splits = list(GroupKFold(n_splits=n_folds).split(np.zeros(n), groups=relabel[groups]))
     for fold, (_, valid) in enumerate(splits):
         folds[valid] = fold
+    return folds
+
+
+def _stratified_groups(
+    strat: np.ndarray, groups: np.ndarray, n_folds: int, seed: int
+) -> np.ndarray:
+    """Stratified folds that keep each group in one fold.
+
+    ``StratifiedGroupKFold`` weighs every group against every fold in Python, which takes
+    seconds per ten thousand groups. Most duplicate groups are single rows, so those are split
+    by ``StratifiedKFold`` and only the groups of several rows by ``StratifiedGroupKFold``: each
+    part is stratified, and so is their union.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    single = np.bincount(groups)[groups] == 1
+    whole = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    parts = [
+        (single, StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)),
+        (~single, whole),
+    ]
+    folds = np.empty(len(groups), dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a class rarer than the folds
+        try:
+            for rows, splitter in parts:
+                index = np.flatnonzero(rows)
+                split = splitter.split(np.zeros(len(index)), strat[index], groups[index])
+                for fold, (_, valid) in enumerate(split):
+                    folds[index[valid]] = fold
+        except ValueError:  # a part too small to split in K (a small table): split it whole
+            for fold, (_, valid) in enumerate(whole.split(np.zeros(len(groups)), strat, groups)):
+                folds[valid] = fold
     return folds
 
 
