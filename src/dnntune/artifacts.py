@@ -219,9 +219,11 @@ def _save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
         "folds": folds,
     }
     write_json(directory / MANIFEST, manifest)
-    keep = {MANIFEST, oof_name, *(f["weights"] for f in folds)}
+    # The folder's lock is held: other files are an earlier model's, or the temporary files of
+    # a process killed while it wrote.
+    keep = {MANIFEST, oof_name, ".lock", *(f["weights"] for f in folds)}
     for path in directory.iterdir():
-        if path.is_file() and path.name not in keep and not path.name.startswith("."):
+        if path.is_file() and path.name not in keep:
             path.unlink(missing_ok=True)
     return directory
 
@@ -283,6 +285,16 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(summary, dict) or not isinstance(summary.get("study"), str):
         raise DataError(f"{str(path)!r} is not the summary of a dnntune run (no study name)")
     return summary
+
+
+def saved_trial(directory: Path) -> tuple[int, float] | None:
+    """The (trial number, value) of the model saved in ``directory``; None when there is none
+    or it cannot be read."""
+    try:
+        manifest = read_manifest(directory)
+        return int(manifest["trial_number"]), float(manifest["value"])
+    except (DataError, OSError, KeyError, TypeError, ValueError):
+        return None
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

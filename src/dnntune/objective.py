@@ -22,6 +22,7 @@ import optuna
 import torch
 from torch import nn
 
+from dnntune._owners import record_owner
 from dnntune._signals import raise_if_interrupted
 from dnntune.config import Task, Training
 from dnntune.data import Dataset, FoldCache, PreparedFold
@@ -190,6 +191,7 @@ class Objective:
     def __call__(self, trial: optuna.trial.Trial) -> float:
         """Train the trial's configuration on the folds; a configuration that does not fit in
         memory fails alone (:class:`TrialOutOfMemory`), with its memory released."""
+        record_owner(trial)  # a later run fails the trial if this process dies without a word
         try:
             return self._run(trial)
         except RuntimeError as exc:  # torch.OutOfMemoryError (CUDA) is one too

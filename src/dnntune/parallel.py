@@ -235,7 +235,7 @@ def run_worker(
         on_note=on_note,
         sampler_seed=config.seed + 7919 * (index + 1),
         memory_share=memory_share,
-        heartbeat=True,
+        worker=True,
     )
     if tickets is None:
         run_trials(run, trials)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dnntune._names import first_line, setting_name
+from dnntune._owners import OWNER_ATTR, owner
 from dnntune._redact import redact
 from dnntune.exceptions import StorageError
 
@@ -34,12 +37,13 @@ def heartbeat_settings() -> tuple[int, int]:
 
 
 class _BeatingRDBStorage(RDBStorage):
-    """An RDB storage that records a trial's first heartbeat the moment the trial becomes
-    RUNNING (created, or a waiting one taken).
+    """An RDB storage that records a trial's first heartbeat and its owner (this process) the
+    moment the trial becomes RUNNING (created, or a waiting one taken).
 
     Optuna starts the heartbeat thread only after ``study.ask()`` returns, and never fails a
     RUNNING trial that has no heartbeat at all: a worker killed in between (while a sampler
-    computes its next point, say) would leave its trial RUNNING for ever.
+    computes its next point, say) would leave its trial RUNNING for ever. The owner lets the
+    next run on this machine end such a trial at once (``dnntune._owners``).
     """
 
     def _create_new_trial(
@@ -47,7 +51,7 @@ class _BeatingRDBStorage(RDBStorage):
     ) -> FrozenTrial:
         trial = super()._create_new_trial(study_id, template_trial)
         if trial.state is TrialState.RUNNING:
-            self.record_heartbeat(trial._trial_id)
+            self._started(trial._trial_id)
         return trial
 
     def set_trial_state_values(
@@ -55,8 +59,12 @@ class _BeatingRDBStorage(RDBStorage):
     ) -> bool:
         changed = super().set_trial_state_values(trial_id, state, values)
         if changed and state is TrialState.RUNNING:
-            self.record_heartbeat(trial_id)
+            self._started(trial_id)
         return changed
+
+    def _started(self, trial_id: int) -> None:
+        self.record_heartbeat(trial_id)
+        self.set_trial_user_attr(trial_id, OWNER_ATTR, owner())
 
 
 def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
@@ -138,14 +146,18 @@ def _rdb_storage(url: str, *, heartbeat: bool) -> RDBStorage:
 
         interval, grace = heartbeat_settings()
         extra = {"heartbeat_interval": interval, "grace_period": grace}
-        if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
-            retry = storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
-            extra["heartbeat_stale_trial_callback"] = retry
-        else:
-            extra["failed_trial_callback"] = storages.RetryFailedTrialCallback(max_retry=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            if hasattr(storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
+                retry = storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+                extra["heartbeat_stale_trial_callback"] = retry
+            else:
+                extra["failed_trial_callback"] = storages.RetryFailedTrialCallback(max_retry=3)
     kind = _BeatingRDBStorage if heartbeat else RDBStorage
     try:
-        return kind(url, engine_kwargs=engine_kwargs, **extra)
+        with warnings.catch_warnings():  # the heartbeat's arguments are marked experimental
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return kind(url, engine_kwargs=engine_kwargs, **extra)
     except Exception as exc:
         reason = first_line(exc)
         raise StorageError(

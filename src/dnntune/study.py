@@ -21,7 +21,8 @@ from optuna.trial import TrialState
 from torch import nn
 
 from dnntune._names import Message, setting_name
-from dnntune.artifacts import run_info, save_model, write_run_outputs
+from dnntune._owners import end_orphans
+from dnntune.artifacts import run_info, save_model, saved_trial, write_run_outputs
 from dnntune.config import CONFIG_FORMAT, SamplerName, TuneConfig
 from dnntune.data import FOLD_CACHE_SHARE, Dataset, FoldCache, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
@@ -144,15 +145,18 @@ def prepare_run(
     on_note: Callable[[str], None] | None = None,
     sampler_seed: int | None = None,
     memory_share: float = FOLD_CACHE_SHARE,
-    heartbeat: bool = False,
+    worker: bool = False,
 ) -> PreparedRun:
     """Check the input, build the objective and open the study (created if new; refused if it
     was run with other settings). Nothing is written before the input is checked; a run
     folder created for a study that cannot be opened is removed again.
 
     ``sampler_seed``: a worker's own (default: the config's seed). ``memory_share``: of the
-    memory free, what the folds kept prepared between trials may take. ``heartbeat``: RDB
-    storages record a heartbeat per running trial (workers)."""
+    memory free, what the folds kept prepared between trials may take. ``worker``: a worker
+    joining a study created elsewhere (it may read the data from another path).
+
+    RDB storages record a heartbeat per running trial, and trials left RUNNING by a process of
+    this machine that died without a word are failed and queued again (``dnntune._owners``)."""
     started = time.monotonic()
     if config.run_dir.exists() and not config.run_dir.is_dir():
         raise ConfigError(
@@ -177,7 +181,10 @@ def prepare_run(
     pruner = make_pruner(
         search.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps
     )
-    study = _open_study(config, metric, choice.sampler, pruner, space, heartbeat=heartbeat)
+    study = _open_study(config, metric, choice.sampler, pruner, space, worker=worker)
+    orphans = end_orphans(study, saved_trial(config.run_dir / "model")).note()
+    if orphans is not None:
+        notes(orphans)
     if any(t.state is TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         objective.best_value = study.best_value
     info = run_info(config, dataset, metric)
@@ -220,14 +227,14 @@ def _open_study(
     pruner: optuna.pruners.BasePruner,
     space: SearchSpace,
     *,
-    heartbeat: bool,
+    worker: bool,
 ) -> optuna.Study:
     run_dir = config.run_dir
     created = not run_dir.exists()
     url = config.run.storage or default_storage_url(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        study = _load_study(config, metric, sampler, pruner, url, space, worker=heartbeat)
+        study = _load_study(config, metric, sampler, pruner, url, space, worker=worker)
     except BaseException:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -249,7 +256,7 @@ def _load_study(
     where = f"study {name!r} in {redact(url)!r}"
     try:
         study = optuna.create_study(
-            storage=open_storage(url, heartbeat=worker),
+            storage=open_storage(url, heartbeat=True),
             study_name=name,
             sampler=sampler,
             pruner=pruner,
