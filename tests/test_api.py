@@ -116,6 +116,7 @@ STAGES = [
     "report",
     "compare",
     "api",
+    "sklearn",
     "cli",
 ]
 

@@ -1,0 +1,138 @@
+"""dnntune's estimators keep scikit-learn's contract: its own estimator checks, Pipeline,
+cross_val_score, GridSearchCV, and a model folder that round-trips without pickle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import dnntune
+from dnntune.config import Preprocessing, Training
+from dnntune.sklearn import DNNClassifier, DNNRegressor, load
+from dnntune.space import default_space, fixed_defaults
+from dnntune.testing import write_space
+
+FAST = {"num_layers": 1, "hidden_size": 32, "epochs": 30, "device": "cpu"}
+
+# Each entry: a check that cannot hold for these estimators, and why.
+EXPECTED_FAILED: dict[str, str] = {}
+
+
+@parametrize_with_checks(
+    [DNNClassifier(**FAST), DNNRegressor(**FAST)],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED,
+)
+def test_scikit_learn_estimator_checks(estimator, check) -> None:
+    check(estimator)
+
+
+def _credit(credit_g: Path, rows: int = 400) -> tuple[pd.DataFrame, pd.Series]:
+    frame = pd.read_csv(credit_g, sep="\t").head(rows)
+    return frame.drop(columns="target"), frame["target"]
+
+
+def test_the_keywords_are_the_default_configuration() -> None:
+    first = default_space().warm_start()
+    assert first is not None
+    defaults = {**fixed_defaults(), **first}
+    for kind in (DNNClassifier, DNNRegressor):
+        params = kind().get_params()
+        assert {k: params[k] for k in defaults} == defaults
+        assert params["numeric_bins"] == Preprocessing().numeric_bins
+        assert params["patience"] == Training().patience
+
+
+@pytest.mark.slow
+def test_a_pipeline_with_a_column_transformer_under_cross_val_score(credit_g: Path) -> None:
+    X, y = _credit(credit_g)
+    numbers = X.select_dtypes("number").columns
+    text = X.columns.difference(numbers)
+    pipe = Pipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [
+                        ("numbers", StandardScaler(), numbers),
+                        ("text", OneHotEncoder(handle_unknown="ignore"), text),
+                    ],
+                    sparse_threshold=0.0,
+                ),
+            ),
+            ("net", DNNClassifier(**FAST, random_state=0)),
+        ]
+    )
+    scores = cross_val_score(pipe, X, y, cv=3, scoring="roc_auc")
+    assert scores.shape == (3,) and np.all((scores > 0.6) & (scores <= 1.0))
+
+
+@pytest.mark.slow
+def test_grid_search_over_two_hidden_sizes_on_a_dataframe_with_text(credit_g: Path) -> None:
+    X, y = _credit(credit_g)
+    search = GridSearchCV(
+        DNNClassifier(**{**FAST, "epochs": 10}, random_state=0),
+        {"hidden_size": [16, 64]},
+        cv=2,
+        scoring="roc_auc",
+    )
+    search.fit(X, y)
+    assert search.best_params_["hidden_size"] in (16, 64)
+    assert list(search.cv_results_["param_hidden_size"]) == [16, 64]
+    best = search.best_estimator_
+    assert list(best.feature_names_in_) == list(X.columns)
+    assert list(best.classes_) == [0, 1]
+    assert best.predict_proba(X).shape == (len(X), 2)
+
+
+def test_multilabel_and_save_load_round_trip_exactly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 4))
+    X[::7, 1] = np.nan  # missing values are imputed
+    Y = np.stack([X[:, 0] > 0, X[:, 2] + X[:, 3] > 0], axis=1).astype(int)
+    clf = DNNClassifier(**FAST, random_state=0).fit(X, Y)
+    assert clf.predict(X).shape == (120, 2) and set(np.unique(clf.predict(X))) <= {0, 1}
+    again = load(clf.save(tmp_path / "model"))
+    assert type(again) is DNNClassifier and again.get_params() == clf.get_params()
+    assert np.array_equal(again.predict_proba(X), clf.predict_proba(X))
+    assert dnntune.load(tmp_path / "model").predict_array(_frame(X)).shape == (120, 2)
+
+    reg = DNNRegressor(**FAST, random_state=0).fit(X, X[:, 0] * 3 + 1)
+    back = load(reg.save(tmp_path / "regressor"))
+    assert np.array_equal(back.predict(X), reg.predict(X))
+    with pytest.raises(ValueError, match="X has 3 features, but DNNRegressor is expecting 4"):
+        back.predict(X[:, :3])
+
+
+def _frame(X: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(X).rename(columns=lambda i: f"x{i}")
+
+
+@pytest.mark.slow
+def test_a_cli_run_loaded_as_an_estimator_predicts_what_dnntune_predict_writes(
+    credit_g: Path, tmp_path: Path, cli
+) -> None:
+    space = write_space(tmp_path / "space.yaml")
+    run = cli(
+        *("tune", "--data", str(credit_g), "--target", "target", "--space", str(space)),
+        *("--trials", "2", "--folds", "3", "--output-dir", "run", "--no-progress", "--no-report"),
+    )
+    assert run.returncode == 0, run
+    out = cli("predict", "run", "--data", str(credit_g), "--output", "pred.csv")
+    assert out.returncode == 0, out
+    written = pd.read_csv(tmp_path / "pred.csv")
+    estimator = load(tmp_path / "run")  # the run's fold models, averaged
+    assert isinstance(estimator, DNNClassifier)
+    table = pd.read_csv(credit_g, sep="\t")
+    proba = estimator.predict_proba(table.drop(columns="target"))
+    assert np.allclose(proba, written[["proba_0", "proba_1"]].to_numpy(), rtol=0, atol=1e-12)
+    assert np.array_equal(estimator.predict(table), written["prediction"].to_numpy())
+    # In a Pipeline, with no retraining.
+    assert np.array_equal(Pipeline([("net", estimator)]).predict(table), estimator.predict(table))
