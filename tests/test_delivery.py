@@ -6,10 +6,6 @@ import json
 import math
 import os
 import pickle
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -401,31 +397,3 @@ def test_hotel_round_trip(cli, tmp_path: Path, hotel: Path) -> None:
     assert r.returncode == 0, r
     share = f"{loaded.preprocessors[0].copies_.share:.0%}"
     assert f"copies:      2 inputs from identical training rows ({share} of fold 0's" in r.stdout
-
-
-@pytest.mark.slow
-def test_killed_runs_always_leave_a_loadable_model(tmp_path: Path, credit_g: Path) -> None:
-    """Kill a study again and again while it keeps replacing its best model."""
-    space = write_space(tmp_path / "s.yaml", TINY_SPACE.replace("epochs: 4", "epochs: 1"))
-    code = (
-        f"import dnntune; dnntune.tune(data={str(credit_g)!r}, target='target', trials=400, "
-        f"folds=3, max_folds=2, sampler='random', pruner='none', space={str(space)!r}, "
-        f"output_dir={str(tmp_path / 'run')!r}, warm_start=False)"
-    )
-    manifest = tmp_path / "run" / "model" / "manifest.json"
-    loads = 0
-    for attempt in range(6):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 90  # start-up is slow on a loaded machine
-        while not manifest.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        time.sleep(0.3 + 0.4 * attempt)  # then land somewhere in the following trials
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if manifest.exists():
-            loaded = load_model(tmp_path / "run")
-            assert len(loaded.models) == 2
-            loads += 1
-    assert loads == 6

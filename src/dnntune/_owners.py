@@ -5,7 +5,7 @@ its trial failed: the trial stays RUNNING in the storage. Each trial therefore r
 owner (``host:pid``) as it starts, and a run that opens the study ends the RUNNING trials whose
 owner was a process of this machine that no longer exists: complete when the trial's model was
 saved (its folds were all scored), else failed with its parameters queued again, once. Owners
-on other machines are left to the storage's heartbeat (RDB storages).
+on other machines are left to the heartbeat of workers' RDB storages.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ def owner() -> str:
 
 
 def record_owner(trial: optuna.trial.Trial) -> None:
-    trial.set_user_attr(OWNER_ATTR, owner())
+    """Record this process as the trial's owner, unless the storage did as it made the trial
+    (RDB storages opened by ``dnntune.storage``)."""
+    if OWNER_ATTR not in trial.user_attrs:
+        trial.set_user_attr(OWNER_ATTR, owner())
 
 
 def _is_orphan(trial: FrozenTrial, host: str) -> bool:

@@ -36,15 +36,10 @@ def heartbeat_settings() -> tuple[int, int]:
     return interval, max(2 * interval, interval + 2)
 
 
-class _BeatingRDBStorage(RDBStorage):
-    """An RDB storage that records a trial's first heartbeat and its owner (this process) the
-    moment the trial becomes RUNNING (created, or a waiting one taken).
-
-    Optuna starts the heartbeat thread only after ``study.ask()`` returns, and never fails a
-    RUNNING trial that has no heartbeat at all: a worker killed in between (while a sampler
-    computes its next point, say) would leave its trial RUNNING for ever. The owner lets the
-    next run on this machine end such a trial at once (``dnntune._owners``).
-    """
+class _OwnedRDBStorage(RDBStorage):
+    """An RDB storage that records a trial's owner (this process, ``host:pid``) the moment the
+    trial becomes RUNNING (created, or a waiting one taken), so that the next run on this
+    machine can end it at once if the process dies (``dnntune._owners``)."""
 
     def _create_new_trial(
         self, study_id: int, template_trial: FrozenTrial | None = None
@@ -63,8 +58,20 @@ class _BeatingRDBStorage(RDBStorage):
         return changed
 
     def _started(self, trial_id: int) -> None:
-        self.record_heartbeat(trial_id)
         self.set_trial_user_attr(trial_id, OWNER_ATTR, owner())
+
+
+class _BeatingRDBStorage(_OwnedRDBStorage):
+    """An owned RDB storage that also records a trial's first heartbeat as it starts.
+
+    Optuna starts the heartbeat thread only after ``study.ask()`` returns, and never fails a
+    RUNNING trial that has no heartbeat at all: a worker killed in between (while a sampler
+    computes its next point, say) would leave its trial RUNNING for ever.
+    """
+
+    def _started(self, trial_id: int) -> None:
+        self.record_heartbeat(trial_id)
+        super()._started(trial_id)
 
 
 def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
@@ -153,7 +160,7 @@ def _rdb_storage(url: str, *, heartbeat: bool) -> RDBStorage:
                 extra["heartbeat_stale_trial_callback"] = retry
             else:
                 extra["failed_trial_callback"] = storages.RetryFailedTrialCallback(max_retry=3)
-    kind = _BeatingRDBStorage if heartbeat else RDBStorage
+    kind = _BeatingRDBStorage if heartbeat else _OwnedRDBStorage
     try:
         with warnings.catch_warnings():  # the heartbeat's arguments are marked experimental
             warnings.simplefilter("ignore", ExperimentalWarning)

@@ -155,8 +155,8 @@ def prepare_run(
     memory free, what the folds kept prepared between trials may take. ``worker``: a worker
     joining a study created elsewhere (it may read the data from another path).
 
-    RDB storages record a heartbeat per running trial, and trials left RUNNING by a process of
-    this machine that died without a word are failed and queued again (``dnntune._owners``)."""
+    Workers' RDB storages record a heartbeat per running trial; trials left RUNNING by a
+    process of this machine that died without a word are ended (``dnntune._owners``)."""
     started = time.monotonic()
     if config.run_dir.exists() and not config.run_dir.is_dir():
         raise ConfigError(
@@ -256,7 +256,7 @@ def _load_study(
     where = f"study {name!r} in {redact(url)!r}"
     try:
         study = optuna.create_study(
-            storage=open_storage(url, heartbeat=True),
+            storage=open_storage(url, heartbeat=worker),
             study_name=name,
             sampler=sampler,
             pruner=pruner,
