@@ -109,6 +109,9 @@ def test_multilabel_and_save_load_round_trip_exactly(tmp_path: Path) -> None:
     assert np.array_equal(back.predict(X), reg.predict(X))
     with pytest.raises(ValueError, match="X has 3 features, but DNNRegressor is expecting 4"):
         back.predict(X[:, :3])
+    frame = _frame(X).assign(x1=lambda f: f.x1.fillna(np.inf))
+    with pytest.raises(ValueError, match="column 'x1' has the value inf in data row 1"):
+        DNNRegressor(**FAST).fit(frame, X[:, 0])
 
 
 def _frame(X: np.ndarray) -> pd.DataFrame:

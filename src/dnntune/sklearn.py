@@ -40,7 +40,14 @@ from dnntune.artifacts import (
     write_json,
 )
 from dnntune.config import MetricName, Preprocessing, Task
-from dnntune.data import ColumnPlan, Dataset, encode_target, plan_columns, prepare_fold
+from dnntune.data import (
+    ColumnPlan,
+    Dataset,
+    encode_target,
+    plan_columns,
+    prepare_fold,
+    refuse_unbounded,
+)
 from dnntune.engine import METRICS, fit, resolve_device
 from dnntune.exceptions import DnntuneError
 from dnntune.inference import Predictor
@@ -171,6 +178,11 @@ class _DNNEstimator(BaseEstimator):
             raise ValueError(f"n_samples={len(frame)}: a network needs at least 2 rows to fit")
         target = self._target(y, len(frame))
         plan = self._plan(frame)
+        try:
+            for name in plan.numeric:  # an array's were checked; a DataFrame's are here
+                refuse_unbounded(frame[name], name)
+        except DnntuneError as exc:
+            raise ValueError(str(exc)) from None
         seed = _seed(self.random_state)
         folds = _validation_split(target, self.validation_fraction, seed)
         dataset = Dataset(frame, target, folds, plan, source="fit")
