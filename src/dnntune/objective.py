@@ -41,6 +41,7 @@ __all__ = [
     "is_out_of_memory",
     "model_kwargs",
     "running_estimate",
+    "training_kwargs",
 ]
 
 
@@ -75,6 +76,21 @@ MODEL_PARAMS = ("num_layers", "hidden_size", "dropout", "activation", "batch_nor
 
 def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in MODEL_PARAMS}
+
+
+# The parameters that decide how a network is trained (engine.fit's keywords of the same name).
+TRAINING_PARAMS = (
+    "optimizer",
+    "learning_rate",
+    "weight_decay",
+    "batch_size",
+    "epochs",
+    "lr_schedule",
+)
+
+
+def training_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: params[k] for k in TRAINING_PARAMS}
 
 
 @dataclass
@@ -241,12 +257,7 @@ class Objective:
             model,
             fold.tensors,
             metric=self.metric,
-            optimizer=params["optimizer"],
-            learning_rate=params["learning_rate"],
-            weight_decay=params["weight_decay"],
-            batch_size=params["batch_size"],
-            epochs=params["epochs"],
-            lr_schedule=params["lr_schedule"],
+            **training_kwargs(params),
             patience=self.patience,
             generator=torch.Generator(device=self.device).manual_seed(seed),
             on_epoch=_EpochReport(self, run, k),

@@ -13,7 +13,6 @@ estimator ever needs to be pickled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +51,16 @@ from dnntune.engine import METRICS, fit, resolve_device
 from dnntune.exceptions import DnntuneError
 from dnntune.inference import Predictor
 from dnntune.model import make_mlp
-from dnntune.objective import MODEL_PARAMS, auto_batch_size
+from dnntune.objective import (
+    MODEL_PARAMS,
+    TRAINING_PARAMS,
+    auto_batch_size,
+    model_kwargs,
+    training_kwargs,
+)
 
 __all__ = ["DNNClassifier", "DNNRegressor", "load"]
 
-# The training settings of one network: the space's parameters (with the default
-# configuration's values, the first trial of a study) and how it is trained here.
-_NETWORK = (*MODEL_PARAMS, "optimizer", "learning_rate", "weight_decay", "batch_size")
-_TRAINING = ("epochs", "lr_schedule")
 # What early stopping watches on the validation rows.
 _STOPPING = {
     Task.BINARY: MetricName.LOGLOSS,
@@ -67,13 +68,6 @@ _STOPPING = {
     Task.MULTILABEL: MetricName.ROC_AUC,
     Task.REGRESSION: MetricName.RMSE,
 }
-
-
-@dataclass
-class _Fitted:
-    """What ``fit`` leaves: the loaded model (preprocessing, network, target scale)."""
-
-    predictor: Predictor
 
 
 class _DNNEstimator(BaseEstimator):
@@ -125,7 +119,6 @@ class _DNNEstimator(BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True  # missing values are imputed, as dnntune tune does
-        tags.non_deterministic = False
         return tags
 
     def _features(self, X: Any, *, reset: bool) -> pd.DataFrame:
@@ -201,19 +194,14 @@ class _DNNEstimator(BaseEstimator):
             model = make_mlp(
                 d_in=prepared.preprocessor.n_features,
                 d_out=d_out,
-                **{k: params[k] for k in MODEL_PARAMS},
+                **model_kwargs(params),
             ).to(device)
             validating = prepared.tensors.x_valid.shape[0] > 0
             result = fit(
                 model,
                 prepared.tensors,
                 metric=metric,
-                optimizer=params["optimizer"],
-                learning_rate=params["learning_rate"],
-                weight_decay=params["weight_decay"],
-                batch_size=params["batch_size"],
-                epochs=params["epochs"],
-                lr_schedule=params["lr_schedule"],
+                **training_kwargs(params),
                 patience=self.patience if validating else params["epochs"],
                 generator=torch.Generator(device=device).manual_seed(seed),
             )
@@ -225,10 +213,7 @@ class _DNNEstimator(BaseEstimator):
             "target": list(target.columns),
             "classes": target.classes,
             "params": params,
-            "architecture": {"d_out": d_out, **{k: params[k] for k in MODEL_PARAMS}},
-            "best_epoch": result.best_epoch,
-            "y_shift": prepared.tensors.y_shift,
-            "y_scale": prepared.tensors.y_scale,
+            "architecture": {"d_out": d_out, **model_kwargs(params)},
         }
         loaded = LoadedModel(
             manifest,
@@ -241,12 +226,11 @@ class _DNNEstimator(BaseEstimator):
         self.n_epochs_ = result.epochs_run
         self.best_epoch_ = result.best_epoch
         self.validation_score_ = result.best_score if validating else None
-        self._fitted = _Fitted(Predictor(loaded))
+        self._predictor = Predictor(loaded)
         return self
 
     def _params(self, n_train: int) -> dict[str, Any]:
-        names = (*_NETWORK, *_TRAINING)
-        params = {name: getattr(self, name) for name in names}
+        params = {name: getattr(self, name) for name in (*MODEL_PARAMS, *TRAINING_PARAMS)}
         params["batch_size"] = params["batch_size"] or auto_batch_size(n_train)
         return params
 
@@ -255,7 +239,7 @@ class _DNNEstimator(BaseEstimator):
         check_is_fitted(self, "model_")
         frame = self._features(X, reset=False)
         try:
-            return self._fitted.predictor.predict_array(frame)
+            return self._predictor.predict_array(frame)
         except DnntuneError as exc:
             raise ValueError(str(exc)) from None
 
@@ -411,7 +395,7 @@ def _save(estimator: _DNNEstimator, directory: Path) -> Path:
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"{str(directory)!r} is a file; pass a folder for the model")
     directory.mkdir(parents=True, exist_ok=True)
-    fitted = estimator._fitted.predictor
+    fitted = estimator._predictor
     manifest = dict(fitted.manifest)
     name = "model.safetensors"
     with atomic_path(directory / name) as tmp:
@@ -453,9 +437,6 @@ def _save(estimator: _DNNEstimator, directory: Path) -> Path:
             },
         }
     )
-    manifest.pop("best_epoch", None)
-    manifest.pop("y_shift", None)
-    manifest.pop("y_scale", None)
     write_json(directory / MANIFEST, manifest)
     return directory
 
@@ -481,7 +462,7 @@ def estimator_from(loaded: LoadedModel) -> DNNClassifier | DNNRegressor:
     params = saved["params"] if saved else manifest["params"]
     estimator = kind(**{k: v for k, v in params.items() if k in keywords})
     estimator.model_ = loaded.models[0]
-    estimator._fitted = _Fitted(Predictor(loaded))
+    estimator._predictor = Predictor(loaded)
     if saved:
         estimator.n_features_in_ = saved["n_features_in"]
         if saved["feature_names_in"] is not None:
