@@ -15,19 +15,39 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import dnntune
-from dnntune.config import Preprocessing, Training
-from dnntune.sklearn import DNNClassifier, DNNRegressor, load
+from dnntune.config import SETTINGS, Preprocessing, Training
+from dnntune.data import plan_columns
+from dnntune.sklearn import (
+    DNNClassifier,
+    DNNRegressor,
+    TunedDNNClassifier,
+    TunedDNNRegressor,
+    load,
+)
 from dnntune.space import default_space, fixed_defaults
 from dnntune.testing import write_space
 
 FAST = {"num_layers": 1, "hidden_size": 32, "epochs": 30, "device": "cpu"}
+# A study of two small trials on two folds, its space a dict.
+FAST_SPACE = {
+    "num_layers": 1,
+    "hidden_size": 32,
+    "epochs": 30,
+    "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True, "default": 3e-3},
+}
+TUNED_FAST = {"space": FAST_SPACE, "trials": 2, "folds": 2, "device": "cpu"}
 
 # Each entry: a check that cannot hold for these estimators, and why.
 EXPECTED_FAILED: dict[str, str] = {}
 
 
 @parametrize_with_checks(
-    [DNNClassifier(**FAST), DNNRegressor(**FAST)],
+    [
+        DNNClassifier(**FAST),
+        DNNRegressor(**FAST),
+        TunedDNNClassifier(**TUNED_FAST),
+        TunedDNNRegressor(**TUNED_FAST),
+    ],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED,
 )
 def test_scikit_learn_estimator_checks(estimator, check) -> None:
@@ -139,3 +159,89 @@ def test_a_cli_run_loaded_as_an_estimator_predicts_what_dnntune_predict_writes(
     assert np.array_equal(estimator.predict(table), written["prediction"].to_numpy())
     # In a Pipeline, with no retraining.
     assert np.array_equal(Pipeline([("net", estimator)]).predict(table), estimator.predict(table))
+
+
+def test_the_tuned_keywords_are_the_settings_of_dnntune_tune() -> None:
+    for kind in (TunedDNNClassifier, TunedDNNRegressor):
+        params = kind().get_params()
+        assert params.pop("random_state") is None and params.pop("space") is None
+        assert params.pop("categorical") is None  # no column named
+        assert params == {name: SETTINGS[name].default for name in params}
+
+
+@pytest.mark.slow
+def test_optuna_search_cv_over_a_network(credit_g: Path) -> None:
+    from optuna.distributions import IntDistribution
+    from optuna_integration import OptunaSearchCV
+
+    X, y = _credit(credit_g, rows=300)
+    search = OptunaSearchCV(
+        DNNClassifier(**{**FAST, "epochs": 10}, random_state=0),
+        {"hidden_size": IntDistribution(8, 64, log=True)},
+        cv=2,
+        n_trials=2,
+        scoring="roc_auc",
+        random_state=0,
+    )
+    search.fit(X, y)
+    assert len(search.trials_) == 2 and 8 <= search.best_params_["hidden_size"] <= 64
+    assert 0.5 < search.best_score_ <= 1.0
+    assert search.predict_proba(X).shape == (len(X), 2)
+
+
+@pytest.mark.slow
+def test_a_tuned_classifier_runs_the_study_of_dnntune_tune(credit_g: Path, tmp_path: Path) -> None:
+    """Same rows, folds, seed and space: the estimator's study has the CLI study's values,
+    trial for trial; its cv_results_ describe that study; it saves and loads exactly."""
+    X, y = _credit(credit_g, rows=300)
+    frame = X.assign(target=y)
+    frame.to_csv(tmp_path / "credit.csv", index=False)
+    space = write_space(tmp_path / "space.yaml")
+    codes = plan_columns(X).categorical  # integer codes, which dnntune tune one-hot encodes
+    settings = {"space": str(space), "trials": 3, "folds": 3, "categorical": codes, "device": "cpu"}
+    result = dnntune.tune(
+        str(tmp_path / "credit.csv"), "target", **settings, output_dir=str(tmp_path / "run")
+    )
+    clf = TunedDNNClassifier(**settings, random_state=42).fit(X, y)
+    cli_values = [t.value for t in result.study.trials]
+    assert [t.value for t in clf.study_.trials] == cli_values
+    assert clf.best_score_ == result.best_value and clf.best_params_ == result.best_params
+
+    cv = clf.cv_results_
+    assert list(cv["trial"]) == [0, 1, 2] and len(cv["params"]) == 3
+    complete = cv["state"] == "COMPLETE"
+    assert np.allclose(cv["mean_test_score"][complete], np.array(cli_values)[complete])
+    splits = np.stack([cv[f"split{k}_test_score"] for k in range(3)], axis=1)
+    assert np.allclose(splits[complete].mean(axis=1), cv["mean_test_score"][complete])
+    assert cv["rank_test_score"][clf.best_index_] == 1
+    assert cv["mean_test_score"][clf.best_index_] == clf.best_score_
+    assert list(cv["param_optimizer"]) == [p["optimizer"] for p in cv["params"]]
+
+    # The delivered model is the run's: the same fold networks, the same predictions.
+    proba = clf.predict_proba(X)
+    cli_proba = dnntune.load(tmp_path / "run").predict_array(X)
+    assert np.allclose(proba[:, 1], cli_proba, rtol=0, atol=1e-6)
+    again = load(clf.save(tmp_path / "tuned"))
+    assert type(again) is TunedDNNClassifier and again.get_params() == clf.get_params()
+    assert again.best_params_ == clf.best_params_ and again.best_score_ == clf.best_score_
+    assert np.array_equal(again.predict_proba(X), proba)
+    assert np.array_equal(again.predict(X), clf.predict(X))
+
+
+@pytest.mark.slow
+def test_a_tuned_regressor_with_a_run_folder_resumes_its_study(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X[:, 0] * 2 - X[:, 1] + rng.normal(scale=0.1, size=200)
+    keywords = {**TUNED_FAST, "output_dir": str(tmp_path / "run"), "random_state": 0}
+    first = TunedDNNRegressor(**keywords).fit(X, y)
+    assert len(first.study_.trials) == 2
+    assert (tmp_path / "run" / "study.db").is_file()
+    assert (tmp_path / "run" / "summary.json").is_file()
+    again = TunedDNNRegressor(**{**keywords, "trials": 3}).fit(X, y)
+    assert [t.number for t in again.study_.trials] == [0, 1, 2]
+    assert any("resuming study" in n for n in again.notes_)
+    assert again.score(X, y) > 0.5
+    # Other rows are another study, refused in the same stored study by name.
+    with pytest.raises(ValueError, match="different settings"):
+        TunedDNNRegressor(**{**keywords, "study": again.study_.study_name}).fit(X[:150], y[:150])

@@ -36,7 +36,7 @@ from dnntune._signals import raise_if_interrupted
 from dnntune.config import TuneConfig
 from dnntune.data import FOLD_CACHE_SHARE
 from dnntune.exceptions import ConfigError, StorageError
-from dnntune.storage import open_storage, redact
+from dnntune.storage import MEMORY, open_storage, redact
 from dnntune.study import (
     FINISHED,
     PreparedRun,
@@ -71,11 +71,12 @@ def _coordinate(
 ) -> TuneResult:
     jobs = config.run.jobs
     url = config.run.storage or default_parallel_storage(config.run_dir)
-    if url.startswith("sqlite"):
+    if url.startswith("sqlite") or url == MEMORY:
+        why = "several writers lock it" if url != MEMORY else "it lives in one process"
         raise ConfigError(
-            f"{setting_example('jobs', jobs)} cannot share a SQLite storage ({redact(url)!r}): "
-            f"several writers lock it; leave {setting_name('storage')} unset to use a journal "
-            "file in the run folder, or pass a PostgreSQL URL"
+            f"{setting_example('jobs', jobs)} cannot share the storage {redact(url)!r}: {why}; "
+            f"leave {setting_name('storage')} unset to use a journal file in the run folder, "
+            "or pass a PostgreSQL URL"
         )
     config = config.replace(storage=url)
     prepared = prepare_run(config, on_note=on_note)

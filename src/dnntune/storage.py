@@ -17,7 +17,11 @@ from dnntune._owners import OWNER_ATTR, owner
 from dnntune._redact import redact
 from dnntune.exceptions import StorageError
 
-__all__ = ["default_storage_url", "open_storage", "redact", "storage_from_env"]
+__all__ = ["MEMORY", "default_storage_url", "open_storage", "redact", "storage_from_env"]
+
+
+# The storage URL of a study kept in this process only (the scikit-learn estimators' default).
+MEMORY = "memory:"
 
 
 def storage_from_env(url: str | None) -> str | None:
@@ -75,13 +79,18 @@ class _BeatingRDBStorage(_OwnedRDBStorage):
 
 
 def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
-    """Open an RDB storage (SQLite, PostgreSQL, MySQL), a journal file (``journal:PATH``) or a
-    journal on Redis (``redis://host:port/db``).
+    """Open an RDB storage (SQLite, PostgreSQL, MySQL), a journal file (``journal:PATH``), a
+    journal on Redis (``redis://host:port/db``) or, for ``memory:``, a study that lives in this
+    process only.
 
     With ``heartbeat``, an RDB storage records a heartbeat for each running trial; a trial whose
     worker stopped beating (killed) is marked failed by the next worker and retried once more
     (up to 3 times) with the same parameters.
     """
+    if url == MEMORY:
+        from optuna.storages import InMemoryStorage
+
+        return InMemoryStorage()
     if url.startswith("journal:"):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend

@@ -146,6 +146,8 @@ def prepare_run(
     sampler_seed: int | None = None,
     memory_share: float = FOLD_CACHE_SHARE,
     worker: bool = False,
+    dataset: Dataset | None = None,
+    space: SearchSpace | None = None,
 ) -> PreparedRun:
     """Check the input, build the objective and open the study (created if new; refused if it
     was run with other settings). Nothing is written before the input is checked; a run
@@ -153,7 +155,9 @@ def prepare_run(
 
     ``sampler_seed``: a worker's own (default: the config's seed). ``memory_share``: of the
     memory free, what the folds kept prepared between trials may take. ``worker``: a worker
-    joining a study created elsewhere (it may read the data from another path).
+    joining a study created elsewhere (it may read the data from another path). ``dataset``
+    and ``space``: built in memory (the scikit-learn estimators' rows and space), in place of
+    the configured file and space file.
 
     Workers' RDB storages record a heartbeat per running trial; trials left RUNNING by a
     process of this machine that died without a word are ended (``dnntune._owners``)."""
@@ -164,10 +168,10 @@ def prepare_run(
             "pass a folder for the run's outputs"
         )
     notes = Notes(on_note)
-    dataset = dataset_from_config(config)
+    dataset = dataset or dataset_from_config(config)
     for msg in dataset.notes:
         notes(msg)
-    space = load_space(config.search.space) if config.search.space else default_space()
+    space = space or (load_space(config.search.space) if config.search.space else default_space())
     metric = resolve_metric(config.training.metric, dataset.task)
     seed = config.seed if sampler_seed is None else sampler_seed
     search = config.search
@@ -398,9 +402,12 @@ def tune_config(
     *,
     show_progress: bool = False,
     on_note: Callable[[str], None] | None = None,
+    dataset: Dataset | None = None,
+    space: SearchSpace | None = None,
 ) -> TuneResult:
-    """Run (or resume) the study ``config`` describes in this process; write the run folder."""
-    run = prepare_run(config, on_note=on_note)
+    """Run (or resume) the study ``config`` describes in this process; write the run folder.
+    ``dataset`` and ``space`` are :func:`prepare_run`'s."""
+    run = prepare_run(config, on_note=on_note, dataset=dataset, space=space)
     remaining = start_or_resume(run)
     try:
         run_trials(run, remaining, show_progress=show_progress)
