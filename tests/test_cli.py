@@ -354,6 +354,35 @@ def test_wine_as_regression_and_multiclass(cli, tmp_path: Path, wine: Path) -> N
             assert "(--no-copy-encoding turns it off)" in r.stderr
 
 
+@pytest.mark.slow
+def test_two_regression_targets_tune_predict_and_show(cli, tmp_path: Path, wine: Path) -> None:
+    """Two numeric targets: one network output each, each standardized on its fold."""
+    target = "residual sugar,alcohol"
+    r = cli(
+        "tune", "--data", str(wine), "--target", target, "--trials", "2", "--folds", "3",
+        "--space", _space(tmp_path), "--output-dir", "run", *QUICK,
+    )  # fmt: skip
+    assert r.returncode == 0, r
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["task"] == "regression" and summary["metric"] == "rmse"
+    manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
+    assert manifest["architecture"]["d_out"] == 2
+    assert all(len(f["y_shift"]) == len(f["y_scale"]) == 2 for f in manifest["folds"])
+    out = cli("predict", "run", "--data", str(wine), "--output", "pred.csv")
+    assert out.returncode == 0, out
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert list(pred.columns) == ["prediction_residual sugar", "prediction_alcohol"]
+    table = pd.read_csv(wine, sep="\t")
+    # Each output in its target's units: the predictions' means near the targets' means.
+    for name in ("residual sugar", "alcohol"):
+        mean, std = table[name].mean(), table[name].std()
+        assert abs(pred[f"prediction_{name}"].mean() - mean) < std
+    oof = pd.read_csv(tmp_path / "run" / "model" / manifest["oof_predictions"])
+    assert {"prediction_residual sugar", "prediction_alcohol"} <= set(oof.columns)
+    shown = cli("show", "run")
+    assert shown.returncode == 0 and "regression" in shown.stdout
+
+
 def _allocation_of_64_gib_fails() -> bool:
     """Linux refuses (rather than overcommits) an allocation larger than its RAM and swap."""
     try:

@@ -105,6 +105,19 @@ def test_infer_multilabel_from_several_columns() -> None:
     assert target.values.shape == (30, 2) and target.n_outputs == 2
 
 
+def test_several_numeric_target_columns_are_a_regression_per_column() -> None:
+    frame = synthetic_table(40, task="regression").assign(z=lambda f: f.x1 * 10)
+    assert infer_task(frame[["y", "z"]]) is Task.REGRESSION
+    target = encode_target(frame[["y", "z"]], Task.REGRESSION)
+    assert target.values.shape == (40, 2) and target.n_outputs == 2
+    assert target.stratify is None
+    assert encode_target(frame[["y"]], Task.REGRESSION).values.shape == (40,)
+    with pytest.raises(DataError, match="regression target 'color' is not numeric"):
+        encode_target(frame[["y", "color"]], Task.REGRESSION)
+    with pytest.raises(DataError, match="regression target 'const' has one value"):
+        encode_target(frame[["y", "const"]], Task.REGRESSION)
+
+
 def test_multilabel_folds_spread_every_label_combination() -> None:
     # 500 rows; label b is positive in 25 rows only. Plain KFold can leave a fold without any
     # positive of b (and drop b from that fold's ROC-AUC); the stratified folds cannot.

@@ -127,6 +127,11 @@ def test_multilabel_and_save_load_round_trip_exactly(tmp_path: Path) -> None:
     reg = DNNRegressor(**FAST, random_state=0).fit(X, X[:, 0] * 3 + 1)
     back = load(reg.save(tmp_path / "regressor"))
     assert np.array_equal(back.predict(X), reg.predict(X))
+    # Two targets of very different scales: each output in its own units.
+    two = np.stack([X[:, 0] * 3 + 1, X[:, 2] * 1000 - 500], axis=1)
+    multi = DNNRegressor(**FAST, random_state=0).fit(X, two)
+    assert multi.predict(X).shape == (120, 2) and multi.score(X, two) > 0.5
+    assert np.array_equal(load(multi.save(tmp_path / "two")).predict(X), multi.predict(X))
     with pytest.raises(ValueError, match="X has 3 features, but DNNRegressor is expecting 4"):
         back.predict(X[:, :3])
     frame = _frame(X).assign(x1=lambda f: f.x1.fillna(np.inf))

@@ -32,7 +32,7 @@ from torch import nn
 
 from dnntune._names import first_line
 from dnntune.config import Task, TuneConfig
-from dnntune.data import Dataset, Preprocessor
+from dnntune.data import Dataset, Preprocessor, Scale
 from dnntune.engine import METRICS, Metric, predictions_from_outputs
 from dnntune.exceptions import DataError
 from dnntune.model import make_mlp
@@ -100,6 +100,10 @@ def prediction_frame(
 ) -> pd.DataFrame:
     """Probabilities and labels (classification) or values (regression) as named columns."""
     if task is Task.REGRESSION:
+        if predictions.ndim == 2:  # several targets
+            return pd.DataFrame(
+                {f"prediction_{t}": predictions[:, j] for j, t in enumerate(targets)}
+            )
         return pd.DataFrame({"prediction": predictions})
     if task is Task.BINARY:
         proba = np.stack([1.0 - predictions, predictions], axis=1)
@@ -233,8 +237,8 @@ class LoadedModel:
     manifest: dict[str, Any]
     preprocessors: list[Preprocessor]
     models: list[nn.Module]
-    y_shifts: list[float]
-    y_scales: list[float]
+    y_shifts: list[Scale]
+    y_scales: list[Scale]
 
 
 def _refuse_pickle(path: Path) -> None:
@@ -397,8 +401,18 @@ def _load_entry(
         ) from None
     loaded.preprocessors.append(pre)
     loaded.models.append(model.eval())
-    loaded.y_shifts.append(float(entry["y_shift"]))
-    loaded.y_scales.append(float(entry["y_scale"]))
+    loaded.y_shifts.append(_scale(entry["y_shift"], arch["d_out"]))
+    loaded.y_scales.append(_scale(entry["y_scale"], arch["d_out"]))
+
+
+def _scale(value: Any, d_out: int) -> Scale:
+    """A fold's target shift or scale: a number, or one per output of a network with several
+    (regression on several targets)."""
+    if isinstance(value, list):
+        if len(value) != d_out:
+            raise ValueError(f"{len(value)} target scales for a network of {d_out} outputs")
+        return [float(v) for v in value]
+    return float(value)
 
 
 def torch_versions() -> dict[str, str]:

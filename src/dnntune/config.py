@@ -230,7 +230,10 @@ class Columns(_Group):
         identity=True,
     )
     target: tuple[str, ...] = setting(
-        (), "Target column; several (comma-separated) mean multilabel.", identity=True
+        (),
+        "Target column; several (comma-separated): multilabel when each has two values, else a "
+        "regression per column.",
+        identity=True,
     )
     drop: tuple[str, ...] = setting((), "Columns to ignore (comma-separated).", identity=True)
     categorical: tuple[str, ...] = setting(

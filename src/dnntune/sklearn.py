@@ -576,22 +576,34 @@ class _Regressing:
 
     _outputs: Any
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags.target_tags.multi_output = True  # one output per column of a 2-D y
+        return tags
+
     def _target(self, y: Any, n_rows: int) -> Target:
         y = np.asarray(y) if not isinstance(y, pd.Series | pd.DataFrame) else y.to_numpy()
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        if y.ndim != 1:
-            raise ValueError(f"y has shape {y.shape}; {type(self).__name__} predicts one target")
+        if y.ndim not in (1, 2) or y.size == 0:
+            raise ValueError(f"y has shape {y.shape}; {type(self).__name__} takes a 1-D or 2-D y")
         values = check_array(
-            y.reshape(-1, 1), dtype=np.float64, ensure_all_finite=True, ensure_min_samples=1
-        ).ravel()
+            y.reshape(len(y), -1),
+            dtype=np.float64,
+            ensure_all_finite=True,
+            ensure_min_samples=1,
+        )
         if len(values) != n_rows:
             raise ValueError(f"X has {n_rows} rows but y has {len(values)}")
-        if np.ptp(values) == 0:
+        constant = [j for j in range(values.shape[1]) if np.ptp(values[:, j]) == 0]
+        if constant:
+            which = "y" if y.ndim == 1 else f"column {constant[0]} of y"
             raise ValueError(
-                f"y has one value ({values[0]!r}) in every row; there is nothing to learn"
+                f"{which} has one value ({values[0, constant[0]]!r}) in every row; there is "
+                "nothing to learn"
             )
-        return _encoded(pd.DataFrame({"y": values}), Task.REGRESSION)
+        names = ["y"] if y.ndim == 1 else [f"y{j}" for j in range(values.shape[1])]
+        return _encoded(pd.DataFrame(values, columns=names), Task.REGRESSION)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted values, in the target's units."""
@@ -615,8 +627,8 @@ class DNNClassifier(_Classifying, ClassifierMixin, _DNNEstimator):
 
 
 class DNNRegressor(_Regressing, RegressorMixin, _DNNEstimator):
-    """A dnntune network for regression (one target; the target is standardized for training
-    and predictions come back in its units).
+    """A dnntune network for regression: one target, or several (a 2-D ``y``: one output per
+    column). Each target is standardized for training; predictions come back in its units.
 
     The keywords and fitted attributes are :class:`DNNClassifier`'s, without ``classes_``;
     ``validation_score_`` is the RMSE.
@@ -654,7 +666,7 @@ class TunedDNNClassifier(_Classifying, ClassifierMixin, _TunedEstimator):
 
 
 class TunedDNNRegressor(_Regressing, RegressorMixin, _TunedEstimator):
-    __doc__ = "A dnntune study as a regressor (one target)." + _TUNED_DOC
+    __doc__ = "A dnntune study as a regressor: one target, or several (a 2-D ``y``)." + _TUNED_DOC
 
 
 def _encoded(y: pd.DataFrame, task: Task) -> Target:

@@ -8,6 +8,7 @@ from dnntune.data._prepare import (
     FoldCache,
     FoldTensors,
     PreparedFold,
+    Scale,
     free_memory,
     prepare_fold,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "LoadedTable",
     "PreparedFold",
     "Preprocessor",
+    "Scale",
     "Target",
     "assign_folds",
     "build_dataset",

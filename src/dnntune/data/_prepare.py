@@ -20,9 +20,13 @@ __all__ = [
     "FoldCache",
     "FoldTensors",
     "PreparedFold",
+    "Scale",
     "free_memory",
     "prepare_fold",
 ]
+
+# A regression target's shift or scale: a number, or one per target column.
+Scale = float | list[float]
 
 # Share of the memory free (on the training device) that prepared folds may keep between
 # trials; workers sharing a machine split it.
@@ -44,8 +48,8 @@ class FoldTensors:
     x_valid: torch.Tensor
     y_valid_eval: np.ndarray
     task: Task
-    y_shift: float = 0.0
-    y_scale: float = 1.0
+    y_shift: Scale = 0.0
+    y_scale: Scale = 1.0
 
     @property
     def n_train(self) -> int:
@@ -96,15 +100,16 @@ def prepare_fold(
         dataset.features.loc[train], y[train], task, dataset.target.n_outputs
     )
     x_valid = pre.transform(dataset.features.loc[~train])
-    shift, scale = 0.0, 1.0
+    shift: Scale = 0.0
+    scale: Scale = 1.0
     if task is Task.MULTICLASS or task is Task.MULTILABEL:
         y_train = torch.from_numpy(y[train])
     else:
-        yt = y[train].astype(np.float32)
+        yt = y[train].astype(np.float32).reshape(int(train.sum()), -1)
         if task is Task.REGRESSION:
-            shift, scale = float(yt.mean()), float(yt.std()) or 1.0
-            yt = (yt - shift) / scale
-        y_train = torch.from_numpy(yt.reshape(-1, 1))
+            shift, scale = _standardization(yt)
+            yt = ((yt - np.asarray(shift)) / np.asarray(scale)).astype(np.float32)
+        y_train = torch.from_numpy(yt)
     tensors = FoldTensors(
         torch.from_numpy(x_train).to(device),
         y_train.to(device),
@@ -115,6 +120,15 @@ def prepare_fold(
         scale,
     )
     return PreparedFold(fold, pre, tensors)
+
+
+def _standardization(y: np.ndarray) -> tuple[Scale, Scale]:
+    """Each target column's mean and standard deviation (1 for a constant one): numbers for
+    one column, lists for several."""
+    columns = [np.ascontiguousarray(y[:, j]) for j in range(y.shape[1])]
+    shift = [float(c.mean()) for c in columns]
+    scale = [float(c.std()) or 1.0 for c in columns]
+    return (shift[0], scale[0]) if len(columns) == 1 else (shift, scale)
 
 
 def free_memory(device: torch.device) -> int | None:

@@ -28,10 +28,13 @@ def _is_integral(values: pd.Series) -> bool:
 def infer_task(y: pd.DataFrame) -> Task:
     """Binary for two values, multiclass for labels or few integers, else regression.
 
-    Several target columns mean multilabel.
+    Several target columns mean multilabel when each has two values, else a regression with
+    one output per column.
     """
     if y.shape[1] > 1:
-        return Task.MULTILABEL
+        if all(y[c].nunique() == 2 for c in y.columns):
+            return Task.MULTILABEL
+        return Task.REGRESSION
     col = y.iloc[:, 0]
     n_unique = col.nunique()
     if n_unique <= 2:
@@ -65,7 +68,7 @@ class Target:
     def n_outputs(self) -> int:
         if self.task is Task.MULTICLASS:
             return len(self.classes)
-        if self.task is Task.MULTILABEL:
+        if self.task in (Task.MULTILABEL, Task.REGRESSION):
             return len(self.columns)
         return 1
 
@@ -103,28 +106,18 @@ def encode_target(y: pd.DataFrame, task: Task) -> Target:
                 )
             mats.append((y[name].astype(str) == str(levels[1])).to_numpy(np.float32))
         return Target(task, columns, np.stack(mats, axis=1), classes=list(columns))
+    if task is Task.REGRESSION:
+        for name in columns:
+            _check_regression(y[name], name)
+        values = y.to_numpy(np.float32)
+        return Target(task, columns, values[:, 0] if len(columns) == 1 else values)
     if len(columns) != 1:
         raise DataError(
             f"{setting_example('task', task.value)} takes one {setting_name('target')} column, "
-            f"but got {len(columns)}: {', '.join(columns)}; pass one column or use "
-            f"{setting_example('task', 'multilabel')}"
+            f"but got {len(columns)}: {', '.join(columns)}; pass one column, or use "
+            f"{setting_example('task', 'multilabel')} or {setting_example('task', 'regression')}"
         )
     col = y.iloc[:, 0]
-    if task is Task.REGRESSION:
-        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            sample = ", ".join(repr(v) for v in col.drop_duplicates().head(3))
-            raise DataError(
-                f"regression target {columns[0]!r} is not numeric (values such as {sample}); "
-                f"pick a numeric target or use {setting_example('task', 'binary')} or "
-                f"{setting_example('task', 'multiclass')}"
-            )
-        if col.nunique() < 2:
-            value = col.iloc[0].item() if hasattr(col.iloc[0], "item") else col.iloc[0]
-            raise DataError(
-                f"regression target {columns[0]!r} has one value ({value!r}) in all "
-                f"{len(col)} rows; there is nothing to learn"
-            )
-        return Target(task, columns, col.to_numpy(np.float32))
     codes, uniques = pd.factorize(col, sort=True)
     classes = [_label(v) for v in uniques]
     if len(classes) < 2:
@@ -138,3 +131,20 @@ def encode_target(y: pd.DataFrame, task: Task) -> Target:
             f"has {len(classes)}; use {setting_example('task', 'multiclass')}"
         )
     return Target(task, columns, codes.astype(np.int64), classes=classes)
+
+
+def _check_regression(col: pd.Series, name: str) -> None:
+    """A regression target column: numbers, not all the same."""
+    if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        sample = ", ".join(repr(v) for v in col.drop_duplicates().head(3))
+        raise DataError(
+            f"regression target {name!r} is not numeric (values such as {sample}); "
+            f"pick a numeric target or use {setting_example('task', 'binary')} or "
+            f"{setting_example('task', 'multiclass')}"
+        )
+    if col.nunique() < 2:
+        value = col.iloc[0].item() if hasattr(col.iloc[0], "item") else col.iloc[0]
+        raise DataError(
+            f"regression target {name!r} has one value ({value!r}) in all "
+            f"{len(col)} rows; there is nothing to learn"
+        )

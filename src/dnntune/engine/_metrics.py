@@ -33,17 +33,28 @@ def to_predictions(outputs: np.ndarray, task: Task) -> np.ndarray:
 
 
 def predictions_from_outputs(
-    outputs: np.ndarray, task: Task, *, y_shift: float = 0.0, y_scale: float = 1.0
+    outputs: np.ndarray,
+    task: Task,
+    *,
+    y_shift: float | list[float] = 0.0,
+    y_scale: float | list[float] = 1.0,
 ) -> np.ndarray:
     """Model outputs (rows, n_out) to probabilities or values in the target's units.
 
-    Binary and regression give a 1-D array; multiclass and multilabel a 2-D one.
+    Binary and one-target regression give a 1-D array; multiclass, multilabel and regression
+    on several targets (a shift and a scale per target) a 2-D one.
     """
     if task is Task.REGRESSION:
-        return outputs[:, 0] * y_scale + y_shift
+        if outputs.shape[1] == 1:
+            return outputs[:, 0] * _one(y_scale) + _one(y_shift)
+        return outputs * np.asarray(y_scale) + np.asarray(y_shift)
     if task is Task.BINARY:
         return to_predictions(outputs[:, 0], task)
     return to_predictions(outputs, task)
+
+
+def _one(value: float | list[float]) -> float:
+    return value[0] if isinstance(value, list) else value
 
 
 def _skm() -> Any:
@@ -87,7 +98,9 @@ def _accuracy(y: np.ndarray, p: np.ndarray, task: Task) -> float:
 
 
 def _rmse(y: np.ndarray, p: np.ndarray, task: Task) -> float:
-    return float(np.sqrt(np.mean((p.reshape(y.shape) - y) ** 2)))
+    """The RMSE; for several targets, the mean of their RMSEs (scikit-learn's average)."""
+    squared = (p.reshape(y.shape) - y) ** 2
+    return float(np.mean(np.sqrt(np.mean(squared, axis=0))))
 
 
 def _mae(y: np.ndarray, p: np.ndarray, task: Task) -> float:
