@@ -45,6 +45,7 @@ def run(jobs: int, trials: int, data: Path, workdir: Path) -> float:
         "--no-progress",
         "--no-report",
         "--no-warm-start",
+        "--no-baseline",  # the workers' time only
         "--output-dir",
         str(workdir / f"jobs{jobs}"),
     ]

@@ -133,6 +133,7 @@ def dnntune_study(
             str(budget),
             "--no-progress",
             "--no-report",
+            "--no-baseline",  # the budget is the trials' alone, as the original study's
             "--output-dir",
             str(workdir / "run"),
             *grouped,

@@ -104,6 +104,7 @@ STAGES = [
     "space",
     "model",
     "engine",
+    "baseline",
     "objective",
     "samplers",
     "pruners",

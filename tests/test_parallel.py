@@ -103,6 +103,7 @@ def test_four_workers_run_exactly_the_study_s_trials(
         _assert_exact(_study(url, name), 100)
         summary = json.loads((tmp_path / "run" / "summary.json").read_text())
         assert sum(summary["trials"].values()) == 100
+        assert summary["baseline"]["model"] == "HistGradientBoosting"  # once, by the coordinator
         assert (tmp_path / "run" / "model" / "manifest.json").is_file()
     finally:
         if backend == "postgres":

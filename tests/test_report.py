@@ -67,6 +67,8 @@ def test_report_files(run) -> None:
     text = path.read_text()
     assert not re.search(r"<script[^>]+src=", text)  # plotly.js inlined: works offline
     assert text.count("Plotly.newPlot") >= 7
+    assert "HistGradientBoosting baseline" in text  # a line in the history plot
+    assert "<th>baseline (same folds)</th><td>HistGradientBoosting with its defaults: 0." in text
     assert text.count('id="plot-') >= 7
     for heading in (
         "Summary",

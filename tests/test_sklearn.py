@@ -35,7 +35,7 @@ FAST_SPACE = {
     "epochs": 30,
     "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True, "default": 3e-3},
 }
-TUNED_FAST = {"space": FAST_SPACE, "trials": 2, "folds": 2, "device": "cpu"}
+TUNED_FAST = {"space": FAST_SPACE, "trials": 2, "folds": 2, "baseline": False, "device": "cpu"}
 
 # Each entry: a check that cannot hold for these estimators, and why.
 EXPECTED_FAILED: dict[str, str] = {}
@@ -211,6 +211,10 @@ def test_a_tuned_classifier_runs_the_study_of_dnntune_tune(credit_g: Path, tmp_p
     cli_values = [t.value for t in result.study.trials]
     assert [t.value for t in clf.study_.trials] == cli_values
     assert clf.best_score_ == result.best_value and clf.best_params_ == result.best_params
+    assert result.baseline is not None and clf.baseline_ == {
+        **result.baseline.to_dict(),
+        "seconds": clf.baseline_["seconds"],
+    }
 
     cv = clf.cv_results_
     assert list(cv["trial"]) == [0, 1, 2] and len(cv["params"]) == 3

@@ -36,6 +36,7 @@ def tune(
     grid_points: int = 3,
     warm_start: bool = True,
     auto_stop: bool = False,
+    baseline: bool = True,
     study: str | None = None,
     storage: str | None = None,
     output_dir: str | None = None,

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dnntune._names import first_line
+from dnntune.baseline import BASELINE_ATTR
 from dnntune.config import Task, TuneConfig
 from dnntune.data import Dataset, Preprocessor, Scale
 from dnntune.engine import METRICS, Metric, predictions_from_outputs
@@ -501,6 +502,7 @@ def write_run_outputs(
         "wall_time_s": round(wall, 2),
         "epochs": _epochs(trials),
         "auto_stop": study.user_attrs.get("auto_stop"),
+        "baseline": study.user_attrs.get(BASELINE_ATTR),
         "data": {"source": dataset.source, "rows": dataset.n_rows, "folds": dataset.n_folds},
         "sampler": config.search.sampler.value,
         "pruner": config.search.pruner.value,

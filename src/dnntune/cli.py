@@ -191,6 +191,8 @@ def _print_result(result: object) -> None:
         f"Best value ({result.metric.name.value}, {result.metric.direction}, mean of "
         f"{len(folds)} fold{'' if len(folds) == 1 else 's'}): {best.value:.6f}"
     )
+    if result.baseline is not None:
+        typer.echo(result.baseline.line())
     model = result.model
     if model is not None:
         typer.echo("Model:")

@@ -7,8 +7,9 @@ the best value (mean and standard deviation over repeats), the trials and second
 needed to come within 1% of the best value any run reached (median over the repeats that did;
 ``reached_99pct`` counts them), and the mean wall time of a run. The best-so-far curves
 (median and min-max band across repeats, against trials and against seconds) are drawn as PNG
-and as self-contained HTML. Runs start without the warm-start trial, so that each sampler
-starts on its own.
+and as self-contained HTML, with the gradient-boosting baseline of the folds (computed once, by
+the first run) as a dashed line. Runs start without the warm-start trial, so that each
+sampler starts on its own.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import optuna
 import pandas as pd
 
 from dnntune.artifacts import atomic_path, write_json
+from dnntune.baseline import Baseline
 from dnntune.config import SamplerName, TuneConfig
-from dnntune.report import best_so_far
+from dnntune.report import baseline_of, best_so_far
 from dnntune.storage import open_storage
 
 __all__ = ["CompareResult", "compare", "leaderboard", "rebuild"]
@@ -117,6 +119,7 @@ def compare(
                 study=f"{config.study_name}-{sampler.value}-r{r}",
                 output_dir=str(directory / f"{sampler.value}-r{r}"),
                 jobs=1,
+                baseline=not runs and config.search.baseline,  # once: the folds are the same
             )
     walls: dict[str, list[float]] = {s.value: [] for s in samplers}
     if jobs > 1:
@@ -145,17 +148,21 @@ def _render(directory: Path, meta: dict) -> CompareResult:
     backend = open_storage(f"journal:{(directory / 'compare.journal').resolve()}")
     curves: dict[str, list[pd.DataFrame]] = {name: [] for name in meta["samplers"]}
     maximize = True
+    found: Baseline | None = None
     for name, _, study_name in meta["studies"]:
         study = optuna.load_study(study_name=study_name, storage=backend)
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         curves[name].append(best_so_far(study))
+        found = found or baseline_of(study)
     board = leaderboard(curves, meta["walls"], maximize)
     with atomic_path(directory / "leaderboard.csv") as tmp:
         board.to_csv(tmp, index=False)
     record = {**meta, "leaderboard": json.loads(board.to_json(orient="records"))}
+    record["baseline"] = found.to_dict() if found else None
     write_json(directory / "compare.json", record)
-    _plot_png(curves, directory / "compare.png")
-    _plot_html(curves, board, directory / "compare.html")
+    line = found.value if found is not None and math.isfinite(found.value) else None
+    _plot_png(curves, directory / "compare.png", line)
+    _plot_html(curves, board, directory / "compare.html", line)
     return CompareResult(directory, board, curves)
 
 
@@ -196,7 +203,7 @@ def _grids(curves: dict[str, list[pd.DataFrame]]) -> dict[str, np.ndarray]:
     return {"trials": np.arange(1, n + 1), "seconds": np.linspace(0, t, 200)}
 
 
-def _plot_png(curves: dict[str, list[pd.DataFrame]], path: Path) -> None:
+def _plot_png(curves: dict[str, list[pd.DataFrame]], path: Path, baseline: float | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -212,6 +219,9 @@ def _plot_png(curves: dict[str, list[pd.DataFrame]], path: Path) -> None:
             med, lo, hi = _stats(band)
             ax.plot(grids[x], med, color=f"C{i}", label=name)
             ax.fill_between(grids[x], lo, hi, color=f"C{i}", alpha=0.15)
+    if baseline is not None:
+        for ax in axes:
+            ax.axhline(baseline, color="gray", linestyle="--", label="HistGradientBoosting")
     axes[0].set(xlabel="trials", ylabel="best value so far", title="Best so far by trials")
     axes[1].set(xlabel="seconds", title="Best so far by time")
     axes[0].legend(title="sampler (median, min-max band)")
@@ -221,7 +231,9 @@ def _plot_png(curves: dict[str, list[pd.DataFrame]], path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_html(curves: dict[str, list[pd.DataFrame]], board: pd.DataFrame, path: Path) -> None:
+def _plot_html(
+    curves: dict[str, list[pd.DataFrame]], board: pd.DataFrame, path: Path, baseline: float | None
+) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -255,6 +267,13 @@ def _plot_html(curves: dict[str, list[pd.DataFrame]], board: pd.DataFrame, path:
                 row=1,
                 col=col,
             )
+    if baseline is not None:
+        for col in (1, 2):
+            fig.add_hline(y=baseline, line_dash="dash", line_color="gray", row=1, col=col)
+        fig.add_annotation(
+            text=f"dashed: HistGradientBoosting baseline {baseline:.4g}",
+            xref="paper", yref="paper", x=0, y=1.12, showarrow=False,
+        )  # fmt: skip
     fig.update_yaxes(title_text="best value so far", row=1, col=1)
     html = (
         "<!doctype html><html><head><meta charset='utf-8'><title>dnntune compare</title>"

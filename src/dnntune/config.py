@@ -327,6 +327,11 @@ class Search(_Group):
     auto_stop: bool = setting(
         False, "Stop when further improvement is below the cross-validation noise."
     )
+    baseline: bool = setting(
+        True,
+        "First cross-validate scikit-learn's HistGradientBoosting (its defaults) on the study's "
+        "folds and metric, for comparison (its time counts in the timeout).",
+    )
 
     @property
     def n_trials(self) -> int | None:

@@ -42,6 +42,7 @@ from dnntune.study import (
     PreparedRun,
     TuneResult,
     prepare_run,
+    run_baseline,
     run_trials,
     start_or_resume,
 )
@@ -85,6 +86,7 @@ def _coordinate(
         _fail_stale_running(study)
     done = len(prepared.finished)
     total = config.search.n_trials
+    run_baseline(prepared)
     remaining = start_or_resume(prepared)
     prepared.write_outputs()  # the run folder is complete while the workers run
     procs, logs = _start_workers(prepared, url, remaining) if remaining != 0 else ([], [])

@@ -304,7 +304,7 @@ class _DNNEstimator(_Estimator):
 class _TunedEstimator(_Estimator):
     """The shared body of :class:`TunedDNNClassifier` and :class:`TunedDNNRegressor`."""
 
-    _SAVED = ("best_params_", "best_score_", "best_trial_")
+    _SAVED = ("best_params_", "best_score_", "best_trial_", "baseline_")
 
     def __init__(
         self,
@@ -325,6 +325,7 @@ class _TunedEstimator(_Estimator):
         grid_points: int = 3,
         warm_start: bool = True,
         auto_stop: bool = False,
+        baseline: bool = True,
         storage: str | None = None,
         study: str | None = None,
         output_dir: str | None = None,
@@ -347,6 +348,7 @@ class _TunedEstimator(_Estimator):
         self.grid_points = grid_points
         self.warm_start = warm_start
         self.auto_stop = auto_stop
+        self.baseline = baseline
         self.storage = storage
         self.study = study
         self.output_dir = output_dir
@@ -380,6 +382,7 @@ class _TunedEstimator(_Estimator):
         self.best_trial_ = study.best_trial.number
         self.cv_results_ = cv_results(study, min(self.max_folds or self.folds, self.folds))
         self.best_index_ = int(np.flatnonzero(self.cv_results_["trial"] == self.best_trial_)[0])
+        self.baseline_ = result.baseline.to_dict() if result.baseline else None
         self.models_ = loaded.models
         self.notes_ = list(result.notes)
         self._predictor = Predictor(loaded)
@@ -436,6 +439,7 @@ _STUDY_SETTINGS = (
     "grid_points",
     "warm_start",
     "auto_stop",
+    "baseline",
     "study",
     "device",
 )

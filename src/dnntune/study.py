@@ -20,9 +20,10 @@ import optuna
 from optuna.trial import TrialState
 from torch import nn
 
-from dnntune._names import Message, setting_name
+from dnntune._names import Message, first_line, setting_name
 from dnntune._owners import end_orphans
 from dnntune.artifacts import run_info, save_model, saved_trial, write_run_outputs
+from dnntune.baseline import BASELINE_ATTR, Baseline, gbdt_baseline
 from dnntune.config import CONFIG_FORMAT, SamplerName, TuneConfig
 from dnntune.data import FOLD_CACHE_SHARE, Dataset, FoldCache, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
@@ -38,6 +39,7 @@ __all__ = [
     "PreparedRun",
     "TuneResult",
     "prepare_run",
+    "run_baseline",
     "run_trials",
     "start_or_resume",
     "tune_config",
@@ -59,6 +61,7 @@ class TuneResult:
     notes: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
     dataset: Dataset | None = field(default=None, repr=False)
+    baseline: Baseline | None = None
 
     @property
     def best_trial(self) -> optuna.trial.FrozenTrial:
@@ -103,6 +106,7 @@ class PreparedRun:
     started: float
     deadline: float | None
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]
+    baseline: Baseline | None = None
 
     @property
     def finished(self) -> list[optuna.trial.FrozenTrial]:
@@ -123,7 +127,9 @@ class PreparedRun:
         wall = time.monotonic() - self.started
         run_dir = self.config.run_dir
         best = self.objective.best
-        return TuneResult(self.study, self.metric, run_dir, best, self.notes, wall, self.dataset)
+        return TuneResult(
+            self.study, self.metric, run_dir, best, self.notes, wall, self.dataset, self.baseline
+        )
 
 
 class Notes(list[str]):
@@ -380,6 +386,23 @@ def run_trials(run: PreparedRun, n_trials: int | None, *, show_progress: bool = 
     )
 
 
+def run_baseline(run: PreparedRun) -> Baseline | None:
+    """The study's gradient-boosting baseline (``dnntune.baseline``): the one it stored, or,
+    with ``baseline`` on, computed now on the trials' folds and stored. A baseline that
+    cannot be computed is a note, and the study goes on."""
+    stored = Baseline.from_dict(run.study.user_attrs.get(BASELINE_ATTR))
+    if stored is None and run.config.search.baseline:
+        seed = run.config.seed
+        try:
+            stored = gbdt_baseline(run.dataset, run.metric, run.objective.n_folds, seed=seed)
+        except (ValueError, TypeError, MemoryError) as exc:
+            run.note(f"the HistGradientBoosting baseline failed ({first_line(exc)}); no baseline")
+            return None
+        run.study.set_user_attr(BASELINE_ATTR, stored.to_dict())
+    run.baseline = stored
+    return stored
+
+
 def start_or_resume(run: PreparedRun) -> int | None:
     """Say how the sampler treats the space, and that a study resumes, or queue its
     warm-start trial; return the trials missing (None: no count, run until the timeout)."""
@@ -408,6 +431,7 @@ def tune_config(
     """Run (or resume) the study ``config`` describes in this process; write the run folder.
     ``dataset`` and ``space`` are :func:`prepare_run`'s."""
     run = prepare_run(config, on_note=on_note, dataset=dataset, space=space)
+    run_baseline(run)
     remaining = start_or_resume(run)
     try:
         run_trials(run, remaining, show_progress=show_progress)

@@ -15,8 +15,10 @@ from dnntune.data._prepare import (
 from dnntune.data._preprocess import (
     ColumnPlan,
     Preprocessor,
+    numeric_values,
     plan_columns,
     refuse_unbounded,
+    to_days,
     unparsed_dates_note,
     unparsed_values,
 )
@@ -44,9 +46,11 @@ __all__ = [
     "free_memory",
     "infer_task",
     "load_table",
+    "numeric_values",
     "plan_columns",
     "prepare_fold",
     "refuse_unbounded",
+    "to_days",
     "unparsed_dates_note",
     "unparsed_values",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "numeric_values",
     "plan_columns",
     "refuse_unbounded",
+    "to_days",
     "unparsed_dates_note",
     "unparsed_values",
 ]
@@ -188,7 +189,8 @@ def _parse_dates(col: pd.Series) -> pd.Series:
     return parsed
 
 
-def _to_days(col: pd.Series) -> np.ndarray:
+def to_days(col: pd.Series) -> np.ndarray:
+    """A date column as days since 1970 (UTC for times with an offset); missing: NaN."""
     if not pd.api.types.is_datetime64_any_dtype(col):
         col = _parse_dates(col)
     stamps = col.dt.tz_localize(None) if getattr(col.dt, "tz", None) is not None else col
@@ -229,7 +231,7 @@ def unparsed_values(col: pd.Series, *, dates: bool = False) -> pd.Series:
         return col.iloc[:0]
     if not dates and pd.api.types.is_numeric_dtype(col):
         return col.iloc[:0]
-    parsed = _to_days(col) if dates else numeric_values(col)
+    parsed = to_days(col) if dates else numeric_values(col)
     bad = np.isnan(parsed) & col.notna().to_numpy()
     return col.reset_index(drop=True)[bad]
 
@@ -326,7 +328,7 @@ class Preprocessor:
 
     def _raw_numeric(self, frame: pd.DataFrame, name: str) -> np.ndarray:
         col = frame[name]
-        return _to_days(col) if name in self.plan.datetime else numeric_values(col)
+        return to_days(col) if name in self.plan.datetime else numeric_values(col)
 
     def _feature_names(self) -> list[str]:
         names: list[str] = []

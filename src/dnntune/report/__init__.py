@@ -2,6 +2,7 @@
 
 from dnntune.report._compute import (
     Curve,
+    baseline_of,
     best_fold_scores,
     best_so_far,
     importances,
@@ -15,6 +16,7 @@ from dnntune.report._report import load_run_study, write_report
 
 __all__ = [
     "Curve",
+    "baseline_of",
     "best_fold_scores",
     "best_so_far",
     "importances",

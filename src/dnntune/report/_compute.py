@@ -10,8 +10,11 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from dnntune.baseline import BASELINE_ATTR, Baseline
+
 __all__ = [
     "Curve",
+    "baseline_of",
     "best_fold_scores",
     "best_so_far",
     "importances",
@@ -28,6 +31,11 @@ def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.value is not None and math.isfinite(t.value)
     ]
+
+
+def baseline_of(study: optuna.Study) -> Baseline | None:
+    """The gradient-boosting baseline the study stored (None without one)."""
+    return Baseline.from_dict(study.user_attrs.get(BASELINE_ATTR))
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from dnntune.artifacts import atomic_path
 from dnntune.report._compute import (
+    baseline_of,
     best_fold_scores,
     best_so_far,
     importances,
@@ -49,7 +50,10 @@ def _figures(study: optuna.Study, imp: dict[str, float], metric: str) -> list[tu
         fig.update_layout(title=None)  # the section heading names the plot
         figs.append((title, fig))
 
-    add("Optimization history", lambda: vis.plot_optimization_history(study, target_name=metric))
+    add(
+        "Optimization history",
+        lambda: _with_baseline(vis.plot_optimization_history(study, target_name=metric), study),
+    )
     if imp:
         add("Parameter importances", lambda: vis.plot_param_importances(study))
     pair = top_pair(imp)
@@ -86,6 +90,19 @@ def _figures(study: optuna.Study, imp: dict[str, float], metric: str) -> list[tu
             ),
         )
     return figs
+
+
+def _with_baseline(fig: Any, study: optuna.Study) -> Any:
+    """The history figure with the study's gradient-boosting baseline as a dashed line."""
+    found = baseline_of(study)
+    if found is not None and math.isfinite(found.value):
+        fig.add_hline(
+            y=found.value,
+            line_dash="dash",
+            line_color="gray",
+            annotation_text=f"{found.model} baseline {found.value:.4g}",
+        )
+    return fig
 
 
 def render_html(
@@ -139,6 +156,7 @@ def _summary_table(study: optuna.Study, summary: dict[str, Any], metric: str) ->
         "best value": summary.get("best_value"),
         "best trial": summary.get("best_trial"),
         "best parameters": json.dumps(summary.get("best_params")),
+        "baseline (same folds)": _baseline_fact(study),
         "sampler / pruner": f"{summary.get('sampler')} / {summary.get('pruner')}",
         "trials by state": ", ".join(f"{k}: {v}" for k, v in state_counts(study).items()),
         "wall time": f"{summary.get('wall_time_s')} s",
@@ -148,6 +166,13 @@ def _summary_table(study: optuna.Study, summary: dict[str, Any], metric: str) ->
         for k, v in facts.items()
     )
     return f"<h2>Summary</h2><table>{rows}</table>"
+
+
+def _baseline_fact(study: optuna.Study) -> str:
+    found = baseline_of(study)
+    if found is None:
+        return "none"
+    return f"{found.model} with its defaults: {found.value:.6g} ({found.seconds} s)"
 
 
 def render_pngs(study: optuna.Study, summary: dict[str, Any], directory: Path) -> list[Path]:
@@ -180,6 +205,10 @@ def _history_png(plt: Any, study: optuna.Study, metric: str) -> Any:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.scatter(hist["number"], hist["value"], s=14, label="trial value")
     ax.step(hist["number"], hist["best"], where="post", color="C3", label="best so far")
+    found = baseline_of(study)
+    if found is not None and math.isfinite(found.value):
+        label = f"{found.model} baseline (same folds)"
+        ax.axhline(found.value, color="gray", linestyle="--", label=label)
     ax.set(xlabel="trial number", ylabel=metric, title="Optimization history")
     ax.legend()
     return fig
