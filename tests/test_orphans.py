@@ -88,3 +88,37 @@ def test_an_orphan_whose_model_was_saved_is_completed_with_the_saved_value(
     assert study.best_trial.number == saved
     assert "completed from its saved model (trial 0)" in str(ended.note())
     assert end_orphans(study).note() is None  # nothing left to end
+
+
+# A child that opens the study, dies (os._exit, as abruptly as SIGKILL) at the first write after
+# a trial became RUNNING, before anything else about that trial is stored.
+_DIE_AFTER_RUNNING = """
+import os, sys
+import optuna
+from optuna.storages import RDBStorage
+from dnntune import storage
+def die(*args, **kwargs):
+    os._exit(0)
+storage._OwnedRDBStorage._started = die  # right after a new trial is written
+RDBStorage.set_trial_user_attr = die  # right after a queued trial is taken
+study = optuna.load_study(study_name="s", storage=storage.open_storage(sys.argv[1]))
+study.ask()
+os._exit(3)
+"""
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["created", "taken"])
+def test_a_process_killed_as_its_trial_starts_leaves_an_orphan_the_next_run_ends(
+    tmp_path: Path, queued: bool
+) -> None:
+    url = f"sqlite:///{tmp_path / 'orphans.db'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    if queued:
+        study.enqueue_trial({"x": 1.0})
+    child = subprocess.run([sys.executable, "-c", _DIE_AFTER_RUNNING, url], check=False)
+    assert child.returncode == 0  # it died in the window, not after
+    (running,) = study.get_trials(states=(TrialState.RUNNING,))
+    assert (OWNER_ATTR in running.user_attrs) is not queued  # a taken one holds only a claim
+
+    assert end_orphans(study).failed == [running.number]
+    assert study.trials[running.number].state is TrialState.FAIL

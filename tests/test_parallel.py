@@ -151,7 +151,7 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path, credit_g: 
                 "--index",
                 str(i),
                 "--trials",
-                "2",
+                "4",
                 "--threads",
                 "1",
             ],

@@ -6,6 +6,10 @@ owner (``host:pid``) as it starts, and a run that opens the study ends the RUNNI
 owner was a process of this machine that no longer exists: complete when the trial's model was
 saved (its folds were all scored), else failed with its parameters queued again, once. Owners
 on other machines are left to the heartbeat of workers' RDB storages.
+
+A process that takes a queued (WAITING) trial first writes a claim under its own key, so a
+trial taken by a process killed before it recorded itself as owner is still known: an
+orphan when every process of this machine that claimed it is gone.
 """
 
 from __future__ import annotations
@@ -18,15 +22,21 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["OWNER_ATTR", "Orphans", "end_orphans", "owner", "record_owner"]
+__all__ = ["OWNER_ATTR", "Orphans", "claim_key", "end_orphans", "owner", "record_owner"]
 
 OWNER_ATTR = "worker"
 RETRY_ATTR = "retry_of"
+CLAIM_PREFIX = "dnntune:claim:"
 
 
 def owner() -> str:
     """This process, as ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_key() -> str:
+    """The system attribute by which this process claims a queued trial it is about to take."""
+    return CLAIM_PREFIX + owner()
 
 
 def record_owner(trial: optuna.trial.Trial) -> None:
@@ -37,7 +47,17 @@ def record_owner(trial: optuna.trial.Trial) -> None:
 
 
 def _is_orphan(trial: FrozenTrial, host: str) -> bool:
-    recorded = str(trial.user_attrs.get(OWNER_ATTR, ""))
+    """Whether the process that runs ``trial`` was one of this machine and is gone: its
+    recorded owner, or, before the owner was recorded, every process that claimed it."""
+    recorded = trial.user_attrs.get(OWNER_ATTR)
+    if recorded is not None:
+        return _gone(str(recorded), host)
+    claims = [k[len(CLAIM_PREFIX) :] for k in trial.system_attrs if k.startswith(CLAIM_PREFIX)]
+    return bool(claims) and all(_gone(claim, host) for claim in claims)
+
+
+def _gone(recorded: str, host: str) -> bool:
+    """Whether ``host:pid`` names a process of ``host`` (this machine) that no longer exists."""
     where, _, pid = recorded.rpartition(":")
     if where != host or not pid.isdigit() or int(pid) == os.getpid():
         return False

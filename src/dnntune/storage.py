@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from dnntune._names import first_line, setting_name
-from dnntune._owners import OWNER_ATTR, owner
+from dnntune._owners import OWNER_ATTR, claim_key, owner
 from dnntune._redact import redact
 from dnntune.exceptions import StorageError
 
@@ -41,14 +43,17 @@ def heartbeat_settings() -> tuple[int, int]:
 
 
 class _OwnedRDBStorage(RDBStorage):
-    """An RDB storage that records a trial's owner (this process, ``host:pid``) the moment the
-    trial becomes RUNNING (created, or a waiting one taken), so that the next run on this
-    machine can end it at once if the process dies (``dnntune._owners``)."""
+    """An RDB storage that records a trial's owner (this process, ``host:pid``) as the trial
+    becomes RUNNING, so that the next run on this machine can end it at once if the process
+    dies (``dnntune._owners``). A new trial is written with its owner in one transaction; a
+    waiting trial is first claimed under this process's own key, then taken, then owned, so
+    that no kill in between leaves a RUNNING trial nobody can end."""
 
     def _create_new_trial(
         self, study_id: int, template_trial: FrozenTrial | None = None
     ) -> FrozenTrial:
-        trial = super()._create_new_trial(study_id, template_trial)
+        template = _owned(template_trial)
+        trial = super()._create_new_trial(study_id, template)
         if trial.state is TrialState.RUNNING:
             self._started(trial._trial_id)
         return trial
@@ -56,13 +61,42 @@ class _OwnedRDBStorage(RDBStorage):
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
+        if state is TrialState.RUNNING:
+            try:
+                self.set_trial_system_attr(trial_id, claim_key(), True)
+            except RuntimeError:  # finished meanwhile: not ours to take
+                return False
         changed = super().set_trial_state_values(trial_id, state, values)
         if changed and state is TrialState.RUNNING:
+            self.set_trial_user_attr(trial_id, OWNER_ATTR, owner())
             self._started(trial_id)
         return changed
 
     def _started(self, trial_id: int) -> None:
-        self.set_trial_user_attr(trial_id, OWNER_ATTR, owner())
+        """A trial this process now runs (its owner is recorded)."""
+
+
+def _owned(template: FrozenTrial | None) -> FrozenTrial:
+    """The template of a new trial, with this process as the owner of a RUNNING one."""
+    if template is None:
+        now = datetime.now()
+        return FrozenTrial(
+            number=-1,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=now,
+            datetime_complete=None,
+            params={},
+            distributions={},
+            user_attrs={OWNER_ATTR: owner()},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=-1,
+        )
+    if template.state is TrialState.RUNNING and OWNER_ATTR not in template.user_attrs:
+        template = copy.deepcopy(template)
+        template.user_attrs[OWNER_ATTR] = owner()
+    return template
 
 
 class _BeatingRDBStorage(_OwnedRDBStorage):
@@ -75,7 +109,6 @@ class _BeatingRDBStorage(_OwnedRDBStorage):
 
     def _started(self, trial_id: int) -> None:
         self.record_heartbeat(trial_id)
-        super()._started(trial_id)
 
 
 def open_storage(url: str, *, heartbeat: bool = False) -> BaseStorage:
