@@ -18,7 +18,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 # The model folder's format; a folder in another format is refused (see load_model).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib")
 
@@ -121,9 +121,18 @@ def prediction_frame(
     return frame
 
 
-def _oof(best: BestModel, info: dict[str, Any]) -> tuple[pd.DataFrame, float | None]:
-    """Out-of-fold predictions of the best trial's fold models and their metric."""
-    task = Task(info["task"])
+@dataclass
+class OutOfFold:
+    """A trial's out-of-fold predictions: dataset rows (sorted), predictions (probabilities or
+    values, in the target's units) and the true targets of those rows."""
+
+    rows: np.ndarray
+    predictions: np.ndarray
+    truth: np.ndarray
+
+
+def out_of_fold(best: BestModel, task: Task) -> OutOfFold | None:
+    """The out-of-fold predictions of a trial's fold models (None when it ran no fold)."""
     parts, rows, truth = [], [], []
     for fold, outputs, valid in zip(best.folds, best.oof_outputs, best.valid_rows, strict=True):
         t = fold.tensors
@@ -131,24 +140,48 @@ def _oof(best: BestModel, info: dict[str, Any]) -> tuple[pd.DataFrame, float | N
         rows.append(valid)
         truth.append(t.y_valid_eval)
     if not parts:
-        return pd.DataFrame(), None
-    pred = np.concatenate(parts)
-    metric = METRICS[info["metric"]]
-    value = metric(np.concatenate(truth), pred, task)
-    frame = prediction_frame(pred, task, info["classes"], info["target"])
-    row_ids = info.get("row_ids")
+        return None
     all_rows = np.concatenate(rows)
-    frame.insert(
-        0,
-        "fold",
-        np.concatenate([np.full(len(r), f.index) for f, r in zip(best.folds, rows, strict=True)]),
-    )
-    frame.insert(0, "row", row_ids[all_rows] if row_ids is not None else all_rows)
-    return frame.sort_values("row", kind="stable").reset_index(drop=True), float(value)
+    order = np.argsort(all_rows, kind="stable")
+    return OutOfFold(all_rows[order], np.concatenate(parts)[order], np.concatenate(truth)[order])
+
+
+def oof_frame(
+    oof: OutOfFold, folds: np.ndarray, info: dict[str, Any], row_ids: np.ndarray | None
+) -> pd.DataFrame:
+    """Out-of-fold predictions as the model folder's CSV: file row, fold, prediction columns."""
+    frame = prediction_frame(oof.predictions, Task(info["task"]), info["classes"], info["target"])
+    frame.insert(0, "fold", folds[oof.rows])
+    frame.insert(0, "row", row_ids[oof.rows] if row_ids is not None else oof.rows)
+    return frame
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_weights(directory: Path, name: str, state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """A network's weights as a safetensors file in ``directory``; its manifest entry part."""
+    with atomic_path(directory / name) as tmp:
+        save_file({k: v.detach().cpu().clone().contiguous() for k, v in state.items()}, str(tmp))
+    return {"weights": name, "sha256": sha256(directory / name)}
+
+
+def replace_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest``, then delete the files of the folder it does not name (an earlier
+    model's, or the temporary files of a process killed while it wrote). Call with the
+    folder's lock held."""
+    write_json(directory / MANIFEST, manifest)
+    entries = [*manifest["folds"], *(manifest.get("refit") or [])]
+    keep = {MANIFEST, manifest["oof_predictions"], ".lock", *(e["weights"] for e in entries)}
+    for path in directory.iterdir():
+        if path.is_file() and path.name not in keep:
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
+def locked(directory: Path) -> Iterator[None]:
     """An exclusive lock on the model folder, held across processes (POSIX ``flock``)."""
     import fcntl
 
@@ -176,7 +209,7 @@ def save_model(
     a lock on the folder.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    with _locked(directory):
+    with locked(directory):
         if only_if_better is not None and (directory / MANIFEST).is_file():
             saved = json.loads((directory / MANIFEST).read_text(encoding="utf-8")).get("value")
             if saved is not None and not only_if_better(best.value, float(saved)):
@@ -190,14 +223,10 @@ def _save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
     for fold, state, score, epoch in zip(
         best.folds, best.states, best.fold_scores, best.best_epochs, strict=True
     ):
-        name = f"{tag}_fold{fold.index}.safetensors"
-        with atomic_path(directory / name) as tmp:
-            save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(tmp))
         folds.append(
             {
                 "fold": fold.index,
-                "weights": name,
-                "sha256": sha256(directory / name),
+                **write_weights(directory, f"{tag}_fold{fold.index}.safetensors", state),
                 "score": score,
                 "best_epoch": epoch,
                 "y_shift": fold.tensors.y_shift,
@@ -205,15 +234,21 @@ def _save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
                 "preprocessing": fold.preprocessor.to_dict(),
             }
         )
-    extra = {k: v for k, v in info.items() if k != "row_ids"}
-    oof, oof_value = _oof(best, info)
+    extra = {k: v for k, v in info.items() if k not in ("row_ids", "fold_ids")}
+    task = Task(info["task"])
+    oof = out_of_fold(best, task)
     oof_name = f"{tag}_oof.csv"
-    with atomic_path(directory / oof_name) as tmp:
-        oof.to_csv(tmp, index=False)
+    oof_value = None
+    if oof is None:
+        write_csv(directory / oof_name, pd.DataFrame())
+    else:
+        oof_value = float(METRICS[info["metric"]](oof.truth, oof.predictions, task))
+        frame = oof_frame(oof, info["fold_ids"], info, info.get("row_ids"))
+        write_csv(directory / oof_name, frame)
     manifest = {
         "format": "dnntune-model",
         "format_version": FORMAT_VERSION,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "created_at": now_iso(),
         "trial_number": best.trial_number,
         "value": best.value,
         "oof_value": oof_value,
@@ -223,23 +258,30 @@ def _save_model(best: BestModel, directory: Path, info: dict[str, Any]) -> Path:
         **extra,
         "folds": folds,
     }
-    write_json(directory / MANIFEST, manifest)
-    # The folder's lock is held: other files are an earlier model's, or the temporary files of
-    # a process killed while it wrote.
-    keep = {MANIFEST, oof_name, ".lock", *(f["weights"] for f in folds)}
-    for path in directory.iterdir():
-        if path.is_file() and path.name not in keep:
-            path.unlink(missing_ok=True)
+    replace_manifest(directory, manifest)
     return directory
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass
 class LoadedModel:
+    """A model folder's networks with their preprocessing and target scales. ``weights``: each
+    network's share of the prediction (empty: equal shares), from the ensemble's member
+    weights split over each member's folds."""
+
     manifest: dict[str, Any]
     preprocessors: list[Preprocessor]
     models: list[nn.Module]
     y_shifts: list[Scale]
     y_scales: list[Scale]
+    weights: list[float] = field(default_factory=list)
+
+    def shares(self) -> np.ndarray:
+        n = len(self.models)
+        return np.asarray(self.weights) if self.weights else np.full(n, 1.0 / n)
 
 
 def _refuse_pickle(path: Path) -> None:
@@ -355,24 +397,45 @@ def _architecture(manifest: dict[str, Any], directory: Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, *, refit: bool = False) -> LoadedModel:
-    """Load the fold models (or the refit model) of a run: format, file names, architecture
-    and checksums checked; nothing is unpickled."""
+    """Load the fold models (or the refit models) of a run: format, file names, architectures
+    and checksums checked; nothing is unpickled. An ensemble's networks come with their
+    weights."""
     directory = model_dir(path)
     manifest = read_manifest(directory)
-    if refit and manifest.get("refit") is None:
+    if refit and not manifest.get("refit"):
         raise DataError(f"{str(directory)!r} has no refit model; run dnntune refit first")
-    arch = _architecture(manifest, directory)
     try:
-        entries = [manifest["refit"]] if refit else list(manifest["folds"])
+        members = _members(manifest, directory)
+        entries = list(manifest["refit"] if refit else manifest["folds"])
+        trials = [int(entry.get("trial", manifest["trial_number"])) for entry in entries]
         loaded = LoadedModel(manifest, [], [], [], [])
-        for entry in entries:
+        for entry, trial in zip(entries, trials, strict=True):
+            arch, weight = members[trial]
             _load_entry(directory, entry, arch, loaded)
+            loaded.weights.append(weight / trials.count(trial))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         what = f"lacks {exc}" if isinstance(exc, KeyError) else f"is damaged ({exc})"
         raise DataError(
             f"the manifest in {str(directory)!r} {what}; restore the model folder or tune again"
         ) from None
+    if not math.isclose(sum(loaded.weights), 1.0, rel_tol=1e-6):
+        raise DataError(
+            f"the manifest in {str(directory)!r} weighs its networks {sum(loaded.weights):.6g} "
+            "in all, not 1; restore the model folder or tune again"
+        )
     return loaded
+
+
+def _members(manifest: dict[str, Any], directory: Path) -> dict[int, tuple[dict[str, Any], float]]:
+    """Each member trial's (checked architecture, weight), shared equally by its networks: the
+    ensemble's members, or the one trial of a single model."""
+    ensemble = manifest.get("ensemble")
+    if not ensemble:
+        return {int(manifest["trial_number"]): (_architecture(manifest, directory), 1.0)}
+    return {
+        int(m["trial"]): (_architecture(m, directory), float(m["weight"]))
+        for m in ensemble["members"]
+    }
 
 
 def _load_entry(
@@ -431,7 +494,8 @@ def torch_versions() -> dict[str, str]:
 
 def run_info(config: TuneConfig, dataset: Dataset, metric: Metric) -> dict[str, Any]:
     """What a saved model records of its run: task, metric, columns, data, versions, settings
-    (``row_ids``, not stored, maps dataset rows to file rows for the out-of-fold file)."""
+    (``row_ids`` and ``fold_ids``, not stored, map dataset rows to file rows and folds for the
+    out-of-fold file)."""
     source = Path(dataset.source)
     return {
         "task": dataset.task.value,
@@ -449,6 +513,7 @@ def run_info(config: TuneConfig, dataset: Dataset, metric: Metric) -> dict[str, 
         "versions": torch_versions(),
         "config": config.to_dict(),
         "row_ids": dataset.row_ids,
+        "fold_ids": dataset.folds,
     }
 
 

@@ -193,6 +193,8 @@ def _print_result(result: object) -> None:
     )
     if result.baseline is not None:
         typer.echo(result.baseline.line())
+    if result.ensemble is not None:
+        typer.echo(result.ensemble.line())
     model = result.model
     if model is not None:
         typer.echo("Model:")
@@ -366,12 +368,30 @@ def _echo_board(board: object) -> None:
     typer.echo(board.to_string(index=False, formatters=formatters, na_rep="-"))
 
 
+@app.command("ensemble")
+def ensemble_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],
+    size: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Rounds of selection: at most that many trials, weights in steps of 1/N."
+        ),
+    ] = SETTINGS["ensemble_rounds"].default,
+) -> None:
+    """Select an ensemble of the run's best trials on their out-of-fold predictions; deliver it
+    as the run's model when it scores better than the best trial."""
+    from dnntune.ensemble import ensemble_run
+
+    typer.echo(ensemble_run(run_dir, rounds=size).line())
+
+
 @app.command("refit")
 def refit_command(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],
     device: DeviceOpt = "auto",
 ) -> None:
-    """Train the best configuration on all rows (median best epoch of its folds)."""
+    """Train the delivered configurations (the best trial's, or each ensemble member's) on all
+    rows, each for the median best epoch of its folds."""
     from dnntune.refit import refit as run_refit
 
     path = run_refit(run_dir, device=device)
@@ -415,7 +435,11 @@ def predict(
         typer.echo(f"note: {msg}", err=True)
     with atomic_path(output) as tmp:
         _write_table(predictions, tmp, output)
-    kind = "refit model" if refit else f"ensemble of {len(predictor.loaded.models)} fold models"
+    n = len(predictor.loaded.models)
+    members = predictor.manifest.get("ensemble", {}).get("members", [])
+    kind = f"refit model{'s' if n > 1 else ''}" if refit else f"{n} fold models"
+    if members:
+        kind += f" of an ensemble of {len(members)} trials"
     typer.echo(f"wrote {output} ({len(predictions)} rows, {kind})")
 
 
@@ -440,13 +464,19 @@ def show(
             f"{copies.n_features} inputs from identical training rows ({copies.share:.0%} of "
             f"fold {m['folds'][0]['fold']}'s training rows have one)"
         )
+    members = (m.get("ensemble") or {}).get("members", [])
+    n_best = sum(int(f.get("trial", m["trial_number"])) == m["trial_number"] for f in m["folds"])
+    blend = ", ".join(f"trial {e['trial']} x{e['weight']:.2f}" for e in members)
     lines = [
-        f"Model of trial {m['trial_number']} (saved {m['created_at']})",
+        f"Model of trial {m['trial_number']} (saved {m['created_at']})"
+        if not members
+        else f"Ensemble of {len(members)} trials ({blend}); best trial {m['trial_number']} "
+        f"(saved {m['created_at']})",
         f"  task:        {m['task']}{classes}",
         f"  target:      {', '.join(m['target'])}",
         f"  metric:      {m['metric']} ({m['direction']}): CV {m['value']:.6f} "
-        f"(mean of {len(m['folds'])} fold{'' if len(m['folds']) == 1 else 's'}), "
-        f"out-of-fold {m['oof_value']:.6f}",
+        f"(best trial, mean of {n_best} fold{'' if n_best == 1 else 's'}), "
+        f"out-of-fold {m['oof_value']:.6f}{' (the ensemble)' if members else ''}",
         f"  parameters:  {m['params']}",
         f"  data:        {data['source']} ({data['rows']} rows, sha256 {data['sha256']})",
         f"  columns:     {len(m['columns'])} used",
@@ -454,7 +484,13 @@ def show(
         f"  ignored:     {m['ignored_columns'] or 'none'}",
         f"  copies:      {copy_line}",
         "  refit:       "
-        + (f"{refit['epochs']} epochs on {refit['rows']} rows" if refit else "none"),
+        + (
+            "; ".join(
+                f"trial {r['trial']}: {r['epochs']} epochs on {r['rows']} rows" for r in refit
+            )
+            if refit
+            else "none"
+        ),
         f"  versions:    {m['versions']}",
         "Architecture:",
         str(predictor.loaded.models[0]),

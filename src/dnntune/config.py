@@ -332,6 +332,22 @@ class Search(_Group):
         "First cross-validate scikit-learn's HistGradientBoosting (its defaults) on the study's "
         "folds and metric, for comparison (its time counts in the timeout).",
     )
+    ensemble: bool = setting(
+        True,
+        "After the trials, blend the best trials' out-of-fold predictions by greedy ensemble "
+        "selection and deliver the blend when it scores better than the best trial.",
+    )
+    ensemble_pool: int = setting(
+        50,
+        "Best trials whose fold models and out-of-fold predictions the run folder keeps for "
+        "the ensemble.",
+        check=at_least(2),
+    )
+    ensemble_rounds: int = setting(
+        20,
+        "Rounds of ensemble selection: at most that many trials, weights in steps of 1/N.",
+        check=at_least(1),
+    )
 
     @property
     def n_trials(self) -> int | None:

@@ -1,7 +1,8 @@
 """Use a tuned model: ``dnntune.load(RUN_DIR).predict(frame)``.
 
 The fold models of the best trial form an averaging ensemble (probabilities or values are
-averaged); with ``refit=True`` the model trained on all rows is used instead.
+averaged); a delivered ensemble of several trials weighs each trial's fold models by the
+trial's weight. With ``refit=True`` the models trained on all rows are used instead.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ class Predictor:
             self.notes += unparsed_dates_note(name, frame[name])
 
     def predict_array(self, frame: pd.DataFrame) -> np.ndarray:
-        """Ensemble-averaged probabilities (classification) or values (regression)."""
+        """Probabilities (classification) or values (regression): the networks' weighted
+        mean."""
         self.check_columns(frame)
         self.check_values(frame)
         parts = []
@@ -102,7 +104,7 @@ class Predictor:
             x = torch.from_numpy(pre.transform(frame))
             outputs = predict_outputs(model, x)
             parts.append(predictions_from_outputs(outputs, self.task, y_shift=shift, y_scale=scale))
-        return np.mean(parts, axis=0)
+        return np.tensordot(self.loaded.shares(), np.stack(parts), axes=1)
 
     def predict(self, frame: pd.DataFrame, *, id_column: str | None = None) -> pd.DataFrame:
         """Probability columns and labels, or values; the ID column first when asked."""

@@ -165,6 +165,8 @@ class _TrialRun:
 class Objective:
     """Callable objective for ``study.optimize``; keeps the best trial's fold models.
 
+    ``on_trial`` hears of each completed trial's fold models, ``on_new_best`` of the best's.
+
     ``folds`` gives each fold's prepared tensors; ``training`` the folds each trial runs and
     the early-stopping patience; ``deadline`` (``time.monotonic()``) ends a trial in flight.
     """
@@ -180,6 +182,7 @@ class Objective:
         deadline: float | None = None,
         best_value: float | None = None,
         on_new_best: Callable[[BestModel], object] | None = None,
+        on_trial: Callable[[BestModel], object] | None = None,
     ) -> None:
         self.dataset: Dataset = folds.dataset
         self.space = space
@@ -193,6 +196,7 @@ class Objective:
         self.best_value = best_value
         self.best: BestModel | None = None
         self.on_new_best = on_new_best
+        self.on_trial = on_trial
         self.epoch_slot = epoch_slot(space)
 
     @property
@@ -238,10 +242,16 @@ class Objective:
         run.record(
             fold_scores=run.scores, best_epochs=run.best_epochs, batch_size=run.params["batch_size"]
         )
-        if math.isfinite(value) and (
-            self.best_value is None or self.metric.better(value, self.best_value)
-        ):
-            self._keep_best(run, value)
+        if not math.isfinite(value):
+            return value
+        models = self._models(run, value)
+        if self.on_trial is not None:
+            self.on_trial(models)
+        if self.best_value is None or self.metric.better(value, self.best_value):
+            self.best_value = value
+            self.best = models
+            if self.on_new_best is not None:
+                self.on_new_best(models)
         return value
 
     def _fit_fold(self, run: _TrialRun, k: int) -> None:
@@ -273,9 +283,9 @@ class Objective:
             run.record("timeout")
             raise optuna.TrialPruned("the study's timeout was reached during this trial")
 
-    def _keep_best(self, run: _TrialRun, value: float) -> None:
-        self.best_value = value
-        self.best = BestModel(
+    def _models(self, run: _TrialRun, value: float) -> BestModel:
+        """A completed trial's fold models, out-of-fold outputs and validation rows."""
+        return BestModel(
             run.trial.number,
             value,
             dict(run.params),
@@ -287,8 +297,6 @@ class Objective:
             run.oof,
             [np.flatnonzero(self.dataset.folds == f.index) for f in run.folds],
         )
-        if self.on_new_best is not None:
-            self.on_new_best(self.best)
 
 
 class _EpochReport:

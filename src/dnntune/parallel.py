@@ -99,6 +99,7 @@ def _coordinate(
         for log in logs:
             log.close()
         prepared.write_outputs()
+    prepared.deliver()
     failed = [p.returncode for p in procs if p.returncode not in (0, None)]
     if failed and on_note is not None:
         on_note(f"{len(failed)} worker(s) ended with an error; see {config.run_dir}/worker-*.log")

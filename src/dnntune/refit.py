@@ -1,4 +1,4 @@
-"""Refit: train the best configuration on all rows and save it beside the fold ensemble."""
+"""Refit: train the delivered configurations on all rows and save them beside the fold models."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ from typing import Any
 
 import torch
 
-from dnntune.artifacts import MANIFEST, atomic_path, model_dir, read_manifest, sha256, write_json
+from dnntune.artifacts import (
+    locked,
+    model_dir,
+    read_manifest,
+    replace_manifest,
+    sha256,
+    write_weights,
+)
 from dnntune.config import TuneConfig
-from dnntune.data import dataset_from_config, prepare_fold
-from dnntune.engine import METRICS, fit, resolve_device
+from dnntune.data import PreparedFold, dataset_from_config, prepare_fold
+from dnntune.engine import METRICS, Metric, fit, resolve_device
 from dnntune.exceptions import DataError
 from dnntune.model import make_mlp
 from dnntune.objective import model_kwargs
@@ -20,8 +27,10 @@ __all__ = ["refit"]
 
 
 def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
-    """Train the best trial's configuration on every row for the median of its folds' best
-    epoch counts; save ``refit_trial<N>.safetensors`` and a ``refit`` entry in the manifest."""
+    """Train each delivered trial's configuration (the best trial's, or each ensemble
+    member's) on every row for the median of its folds' best epoch counts; save
+    ``refit_trial<N>.safetensors`` for each and the ``refit`` entries in the manifest, which
+    ``dnntune.load(..., refit=True)`` weighs as the ensemble weighs its members."""
     directory = model_dir(run_dir)
     manifest = read_manifest(directory)
     config = TuneConfig.from_dict(manifest["config"])
@@ -35,18 +44,62 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
     dataset = dataset_from_config(config)
     target = resolve_device(device)
     prepared = prepare_fold(dataset, -1, target, config.fold_preprocessing)
-    params = manifest["params"]
-    epochs = max(1, round(statistics.median(f["best_epoch"] for f in manifest["folds"])))
-    torch.manual_seed(config.seed)
+    entries = []
+    for member in _delivered(manifest):
+        epochs = max(1, round(statistics.median(member["best_epochs"])))
+        metric = METRICS[manifest["metric"]]
+        model, entry = _refit_one(member, epochs, prepared, metric, config.seed)
+        name = f"refit_trial{member['trial']}.safetensors"
+        entries.append(
+            {
+                "trial": member["trial"],
+                **write_weights(directory, name, model.state_dict()),
+                **entry,
+            }
+        )
+    manifest["refit"] = entries
+    with locked(directory):
+        replace_manifest(directory, manifest)
+    return directory
+
+
+def _delivered(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trials a model folder delivers: number, parameters, outputs, folds' best epochs."""
+    ensemble = manifest.get("ensemble")
+    members = (
+        ensemble["members"]
+        if ensemble
+        else [{"trial": manifest["trial_number"], "params": manifest["params"]}]
+    )
+    return [
+        {
+            "trial": m["trial"],
+            "params": m["params"],
+            "d_out": manifest["architecture"]["d_out"],
+            "best_epochs": [
+                f["best_epoch"]
+                for f in manifest["folds"]
+                if int(f.get("trial", manifest["trial_number"])) == int(m["trial"])
+            ],
+        }
+        for m in members
+    ]
+
+
+def _refit_one(
+    member: dict[str, Any], epochs: int, prepared: PreparedFold, metric: Metric, seed: int
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """One configuration trained on the prepared rows for ``epochs``; its manifest entry."""
+    params = member["params"]
+    target = prepared.tensors.x_train.device
+    torch.manual_seed(seed)
     model = make_mlp(
-        d_in=prepared.preprocessor.n_features,
-        d_out=manifest["architecture"]["d_out"],
-        **model_kwargs(params),
+        d_in=prepared.preprocessor.n_features, d_out=member["d_out"], **model_kwargs(params)
     ).to(target)
     result = fit(
         model,
         prepared.tensors,
-        metric=METRICS[manifest["metric"]],
+        metric=metric,
         optimizer=params["optimizer"],
         learning_rate=params["learning_rate"],
         weight_decay=params["weight_decay"],
@@ -56,34 +109,16 @@ def refit(run_dir: str | Path, *, device: str = "auto") -> Path:
         lr_schedule=params["lr_schedule"],
         schedule_epochs=params["epochs"],
         patience=epochs,
-        generator=torch.Generator(device=target).manual_seed(config.seed),
+        generator=torch.Generator(device=target).manual_seed(seed),
     )
     entry = {
         "epochs": epochs,
         "lr_schedule": params["lr_schedule"],
         "schedule_epochs": params["epochs"],
         "final_learning_rate": result.final_learning_rate,
-        "rows": dataset.n_rows,
+        "rows": len(prepared.tensors.y_train),
         "y_shift": prepared.tensors.y_shift,
         "y_scale": prepared.tensors.y_scale,
         "preprocessing": prepared.preprocessor.to_dict(),
     }
-    return _save_refit(directory, manifest, model, entry)
-
-
-def _save_refit(
-    directory: Path, manifest: dict[str, Any], model: torch.nn.Module, entry: dict[str, Any]
-) -> Path:
-    """The refit weights beside the ensemble, then the manifest that names them."""
-    from safetensors.torch import save_file
-
-    name = f"refit_trial{manifest['trial_number']}.safetensors"
-    with atomic_path(directory / name) as tmp:
-        state = model.state_dict().items()
-        save_file({k: v.detach().cpu().clone().contiguous() for k, v in state}, str(tmp))
-    manifest["refit"] = {"weights": name, "sha256": sha256(directory / name), **entry}
-    write_json(directory / MANIFEST, manifest)
-    for path in directory.glob("refit_*.safetensors"):
-        if path.name != name:
-            path.unlink(missing_ok=True)
-    return directory / name
+    return model, entry

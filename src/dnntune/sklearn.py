@@ -402,6 +402,8 @@ class _TunedEstimator(_Estimator):
             storage=self.storage or default_storage,
             output_dir=str(run_dir),
             seed=seed,
+            # The estimator predicts with the best trial's fold models, as its attributes say.
+            ensemble=False,
         )
 
     def _space(self) -> SearchSpace | None:

@@ -22,12 +22,13 @@ from torch import nn
 
 from dnntune._names import Message, first_line, setting_name
 from dnntune._owners import end_orphans
-from dnntune.artifacts import run_info, save_model, saved_trial, write_run_outputs
+from dnntune.artifacts import read_manifest, run_info, save_model, saved_trial, write_run_outputs
 from dnntune.baseline import BASELINE_ATTR, Baseline, gbdt_baseline
 from dnntune.config import CONFIG_FORMAT, SamplerName, TuneConfig
 from dnntune.data import FOLD_CACHE_SHARE, Dataset, FoldCache, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
-from dnntune.exceptions import ConfigError, StorageError, TrialOutOfMemory
+from dnntune.ensemble import POOL, Pool, Selection, ensemble_run
+from dnntune.exceptions import ConfigError, DataError, StorageError, TrialOutOfMemory
 from dnntune.objective import BestModel, Objective
 from dnntune.pruners import make_pruner
 from dnntune.samplers import make_sampler
@@ -62,6 +63,7 @@ class TuneResult:
     wall_time_s: float = 0.0
     dataset: Dataset | None = field(default=None, repr=False)
     baseline: Baseline | None = None
+    ensemble: Selection | None = None
 
     @property
     def best_trial(self) -> optuna.trial.FrozenTrial:
@@ -107,6 +109,7 @@ class PreparedRun:
     deadline: float | None
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]
     baseline: Baseline | None = None
+    ensemble: Selection | None = None
 
     @property
     def finished(self) -> list[optuna.trial.FrozenTrial]:
@@ -123,12 +126,40 @@ class PreparedRun:
         wall = time.monotonic() - self.started
         write_run_outputs(self.study, self.config, self.dataset, self.metric, wall)
 
+    def deliver(self) -> None:
+        """Select the ensemble of the pooled trials and deliver it when it beats the best
+        trial (``dnntune.ensemble``); with the ensemble off, put back the best trial alone
+        where an earlier run delivered an ensemble."""
+        search = self.config.search
+        run_dir = self.config.run_dir
+        manifest = run_dir / "model" / "manifest.json"
+        if not manifest.is_file() or not (run_dir / POOL).is_dir():
+            return
+        if not search.ensemble and "ensemble" not in read_manifest(manifest.parent):
+            return
+        try:
+            selection = ensemble_run(
+                run_dir, rounds=search.ensemble_rounds, deliver=search.ensemble
+            )
+        except DataError as exc:
+            self.note(f"no ensemble: {exc}")
+            return
+        self.ensemble = selection if search.ensemble else None
+
     def result(self) -> TuneResult:
         wall = time.monotonic() - self.started
         run_dir = self.config.run_dir
         best = self.objective.best
         return TuneResult(
-            self.study, self.metric, run_dir, best, self.notes, wall, self.dataset, self.baseline
+            self.study,
+            self.metric,
+            run_dir,
+            best,
+            self.notes,
+            wall,
+            self.dataset,
+            self.baseline,
+            self.ensemble,
         )
 
 
@@ -201,6 +232,9 @@ def prepare_run(
     objective.on_new_best = lambda best: save_model(
         best, config.run_dir / "model", info, only_if_better=metric.better
     )
+    if config.search.ensemble:
+        pool = Pool(config.run_dir, config.search.ensemble_pool, metric)
+        objective.on_trial = lambda models: pool.add(models, dataset.task, info)
     return PreparedRun(
         config=config,
         dataset=dataset,
@@ -437,4 +471,5 @@ def tune_config(
         run_trials(run, remaining, show_progress=show_progress)
     finally:
         run.write_outputs()
+    run.deliver()
     return run.result()

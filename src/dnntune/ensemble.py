@@ -1,0 +1,388 @@
+"""Ensemble selection over a study's best trials (Caruana et al., 2004, "Ensemble selection
+from libraries of models").
+
+During a study, each completed trial among the ``ensemble_pool`` best (by the study's value) is
+kept in the run folder's ``pool/``: one safetensors file per trial holding its fold models'
+weights and its out-of-fold predictions, with the trial's parameters and fold scores as the
+file's JSON metadata; ``pool/truth.safetensors`` holds the rows those predictions cover, their
+folds and true targets, and ``pool/fold<K>.json`` each fold's fitted preprocessing (the same for
+every trial). A trial pushed out of the best ``ensemble_pool`` is deleted.
+
+At the end of a study (or on demand, ``dnntune ensemble``), greedy selection with replacement
+builds a blend of those predictions: starting empty, each of ``rounds`` rounds adds the trial
+that makes the blend's out-of-fold score (the study's metric on the pooled out-of-fold rows)
+best; the blend kept is the best of the rounds, each member weighted by how often it was
+picked. When that blend scores better than the best trial alone, it becomes the delivered
+model: every member's fold models with their weights, in the model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from dnntune.artifacts import (
+    FORMAT_VERSION,
+    OutOfFold,
+    atomic_path,
+    locked,
+    model_dir,
+    now_iso,
+    oof_frame,
+    out_of_fold,
+    read_manifest,
+    read_summary,
+    replace_manifest,
+    write_csv,
+    write_json,
+    write_weights,
+)
+from dnntune.config import Task
+from dnntune.engine import METRICS, Metric
+from dnntune.exceptions import DataError
+from dnntune.objective import BestModel, model_kwargs
+
+__all__ = ["POOL", "Pool", "PoolEntry", "Selection", "ensemble_run", "select"]
+
+POOL = "pool"
+TRUTH = "truth.safetensors"
+META = "dnntune"
+
+
+@dataclass
+class PoolEntry:
+    """A pooled trial: its number, value, parameters and folds, and its file."""
+
+    trial: int
+    value: float
+    params: dict[str, Any]
+    d_out: int
+    folds: list[dict[str, Any]]
+    path: Path
+
+    def predictions(self) -> np.ndarray:
+        return load_file(str(self.path))["oof"].numpy()
+
+    def fold_state(self, fold: int) -> dict[str, torch.Tensor]:
+        prefix = f"fold{fold}."
+        return {
+            k[len(prefix) :]: v
+            for k, v in load_file(str(self.path)).items()
+            if k.startswith(prefix)
+        }
+
+
+class Pool:
+    """The best trials of a study kept for ensemble selection in ``run_dir / 'pool'``."""
+
+    def __init__(self, run_dir: Path, size: int, metric: Metric) -> None:
+        self.directory = run_dir / POOL
+        self.size = size
+        self.metric = metric
+
+    def entries(self) -> list[PoolEntry]:
+        """The pooled trials, best first (files deleted meanwhile are skipped)."""
+        out = []
+        for path in sorted(self.directory.glob("trial*.safetensors")):
+            try:
+                with safe_open(str(path), "pt") as f:
+                    meta = json.loads((f.metadata() or {})[META])
+            except (OSError, KeyError, ValueError):  # deleted, or being written
+                continue
+            out.append(
+                PoolEntry(
+                    meta["trial"], meta["value"], meta["params"], meta["d_out"], meta["folds"], path
+                )
+            )
+        sign = -1.0 if self.metric.direction == "maximize" else 1.0
+        return sorted(out, key=lambda e: (sign * e.value, e.trial))
+
+    def add(self, best: BestModel, task: Task, info: dict[str, Any]) -> None:
+        """Keep a completed trial when it is among the ``size`` best; drop the one it pushes
+        out. ``info`` is the run's (row ids and folds of the dataset's rows)."""
+        oof = out_of_fold(best, task)
+        if oof is None or not math.isfinite(best.value):
+            return
+        entries = self.entries()
+        if len(entries) >= self.size and not self.metric.better(best.value, entries[-1].value):
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._write_shared(best, oof, info)
+        tensors = {"oof": torch.from_numpy(np.ascontiguousarray(oof.predictions, np.float32))}
+        for fold, state in zip(best.folds, best.states, strict=True):
+            tensors.update({f"fold{fold.index}.{k}": v.contiguous() for k, v in state.items()})
+        meta = {
+            "trial": best.trial_number,
+            "value": best.value,
+            "params": best.params,
+            "d_out": best.d_out,
+            "folds": [
+                {
+                    "fold": fold.index,
+                    "score": score,
+                    "best_epoch": epoch,
+                    "y_shift": fold.tensors.y_shift,
+                    "y_scale": fold.tensors.y_scale,
+                }
+                for fold, score, epoch in zip(
+                    best.folds, best.fold_scores, best.best_epochs, strict=True
+                )
+            ],
+        }
+        path = self.directory / f"trial{best.trial_number}.safetensors"
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={META: json.dumps(meta, default=str)})
+        for extra in self.entries()[self.size :]:
+            extra.path.unlink(missing_ok=True)
+
+    def _write_shared(self, best: BestModel, oof: OutOfFold, info: dict[str, Any]) -> None:
+        """The rows, folds and targets of the out-of-fold predictions, and each fold's
+        preprocessing: written by the first trial that gets there."""
+        truth = self.directory / TRUTH
+        if not truth.is_file():
+            row_ids = info.get("row_ids")
+            arrays = {
+                "rows": oof.rows.astype(np.int64),
+                "row_ids": (row_ids[oof.rows] if row_ids is not None else oof.rows).astype(
+                    np.int64
+                ),
+                "folds": np.asarray(info["fold_ids"])[oof.rows].astype(np.int64),
+                "truth": np.ascontiguousarray(oof.truth),
+            }
+            with atomic_path(truth) as tmp:
+                save_file({k: torch.from_numpy(v) for k, v in arrays.items()}, str(tmp))
+        for fold in best.folds:
+            path = self.directory / f"fold{fold.index}.json"
+            if not path.is_file():
+                write_json(path, fold.preprocessor.to_dict())
+
+    def truth(self) -> dict[str, np.ndarray]:
+        path = self.directory / TRUTH
+        if not path.is_file():
+            raise DataError(
+                f"no ensemble pool in {str(self.directory.parent)!r} (it has no {POOL}/{TRUTH}); "
+                "run dnntune tune with the ensemble on"
+            )
+        return {k: v.numpy() for k, v in load_file(str(path)).items()}
+
+
+@dataclass
+class Selection:
+    """The chosen blend: (trial, weight) members, its out-of-fold score, the best single
+    trial's (the best by the study's value) and each round's score."""
+
+    metric: str
+    members: list[tuple[int, float]]
+    value: float
+    best_trial: int
+    best_value: float
+    rounds: list[float] = field(default_factory=list)
+    delivered: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "best_trial": {"trial": self.best_trial, "value": self.best_value},
+            "members": [{"trial": t, "weight": w} for t, w in self.members],
+            "round_values": self.rounds,
+            "delivered": self.delivered,
+        }
+
+    def line(self) -> str:
+        """One line for the terminal: the blend beside the best trial, and which is delivered."""
+        parts = ", ".join(f"trial {t} x{w:.2f}" for t, w in self.members[:6])
+        if len(self.members) > 6:
+            parts += f", ... ({len(self.members)} trials)"
+        what = "delivered" if self.delivered else "not better: the best trial is delivered"
+        return (
+            f"Ensemble of {len(self.members)} trial(s) ({parts}): out-of-fold {self.metric} "
+            f"{self.value:.6f} vs {self.best_value:.6f} for the best trial "
+            f"({self.best_trial}) alone; {what}"
+        )
+
+
+def select(
+    predictions: list[np.ndarray],
+    truth: np.ndarray,
+    metric: Metric,
+    task: Task,
+    rounds: int,
+) -> tuple[list[tuple[int, float]], float, list[float]]:
+    """Greedy ensemble selection with replacement: (index, weight) of the chosen predictions
+    (candidates in order, ties to the earlier), the blend's score, each round's score."""
+    total = np.zeros_like(predictions[0], dtype=np.float64)
+    picks: list[int] = []
+    scores: list[float] = []
+    for r in range(1, rounds + 1):
+        best_j, best_score = -1, math.nan
+        for j, p in enumerate(predictions):
+            score = float(metric(truth, (total + p) / r, task))
+            if best_j < 0 or (math.isfinite(score) and metric.better(score, best_score)):
+                best_j, best_score = j, score
+        total += predictions[best_j]
+        picks.append(best_j)
+        scores.append(best_score)
+    finite = [i for i, s in enumerate(scores) if math.isfinite(s)]
+    if not finite:
+        return [(0, 1.0)], scores[0], scores
+    keep = finite[0]
+    for i in finite:
+        if metric.better(scores[i], scores[keep]):
+            keep = i
+    counts = Counter(picks[: keep + 1])
+    members = [(j, counts[j] / (keep + 1)) for j in sorted(counts, key=lambda j: (-counts[j], j))]
+    return members, scores[keep], scores
+
+
+def ensemble_run(run_dir: str | Path, *, rounds: int = 20, deliver: bool = True) -> Selection:
+    """Select the ensemble of a run folder's pooled trials; deliver it (write it as the model
+    folder) when ``deliver`` and it is better than the best trial, else deliver the best
+    trial. The selection is stored in summary.json (``ensemble``) and returned."""
+    run_dir = Path(run_dir)
+    directory = model_dir(run_dir)
+    manifest = read_manifest(directory)
+    metric = METRICS[manifest["metric"]]
+    task = Task(manifest["task"])
+    pool = Pool(run_dir, 0, metric)
+    truth = pool.truth()
+    entries = [e for e in pool.entries() if _covers(e, len(truth["rows"]))]
+    if not entries:
+        raise DataError(f"the ensemble pool of {str(run_dir)!r} holds no trial; tune first")
+    predictions = [e.predictions().astype(np.float64) for e in entries]
+    chosen, value, scores = select(predictions, truth["truth"], metric, task, rounds)
+    best = entries[0]
+    best_value = float(metric(truth["truth"], predictions[0], task))
+    selection = Selection(
+        metric.name.value,
+        [(entries[j].trial, w) for j, w in chosen],
+        value,
+        best.trial,
+        best_value,
+        scores,
+    )
+    selection.delivered = deliver and len(chosen) > 1 and metric.better(value, best_value)
+    members = selection.members if selection.delivered else [(best.trial, 1.0)]
+    if members != _delivered(manifest):
+        blend = predictions[0]
+        if selection.delivered:
+            blend = np.sum([w * predictions[j] for j, w in chosen], axis=0)
+        by_trial = {e.trial: e for e in entries}
+        oof = OutOfFold(truth["rows"], blend, truth["truth"])
+        _save(directory, manifest, [(by_trial[t], w) for t, w in members], oof, truth, pool)
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        summary = read_summary(run_dir)
+        summary["ensemble"] = selection.to_dict()
+        write_json(summary_path, summary)
+    return selection
+
+
+def _covers(entry: PoolEntry, n_rows: int) -> bool:
+    try:
+        with safe_open(str(entry.path), "pt") as f:
+            return bool(f.get_slice("oof").get_shape()[0] == n_rows)
+    except (OSError, KeyError, ValueError):
+        return False
+
+
+def _delivered(manifest: dict[str, Any]) -> list[tuple[int, float]]:
+    ensemble = manifest.get("ensemble")
+    if not ensemble:
+        return [(int(manifest["trial_number"]), 1.0)]
+    return [(int(m["trial"]), float(m["weight"])) for m in ensemble["members"]]
+
+
+def _save(
+    directory: Path,
+    manifest: dict[str, Any],
+    members: list[tuple[PoolEntry, float]],
+    oof: OutOfFold,
+    truth: dict[str, np.ndarray],
+    pool: Pool,
+) -> None:
+    """Write ``members`` as the model folder, under its lock: each member's fold models (named
+    as a single trial's are), the blend's out-of-fold predictions, then the manifest. A single
+    member is written as the best trial's model is; the top of an ensemble's manifest still
+    describes the best trial (what resuming and workers compare new trials with)."""
+    with locked(directory):
+        single = len(members) == 1
+        folds = [
+            _fold_entry(directory, entry, fold, pool, tagged=not single)
+            for entry, _ in members
+            for fold in entry.folds
+        ]
+        top = members[0][0]
+        name = f"trial{top.trial}_oof.csv" if single else "ensemble_oof.csv"
+        info = {k: manifest[k] for k in ("task", "classes", "target")}
+        write_csv(directory / name, _oof_csv(oof, truth, info))
+        metric = METRICS[manifest["metric"]]
+        run_keys = ("folds", "refit", "ensemble", "oof_value", "oof_predictions", "created_at")
+        out = {k: v for k, v in manifest.items() if k not in run_keys}
+        out.update(format_version=FORMAT_VERSION, created_at=now_iso())
+        if single:
+            out.update(
+                trial_number=top.trial,
+                value=top.value,
+                params=top.params,
+                architecture=_architecture(top),
+            )
+        else:
+            out["ensemble"] = {
+                "members": [
+                    {
+                        "trial": e.trial,
+                        "weight": w,
+                        "value": e.value,
+                        "params": e.params,
+                        "architecture": _architecture(e),
+                    }
+                    for e, w in members
+                ]
+            }
+        out["oof_value"] = float(metric(oof.truth, oof.predictions, Task(manifest["task"])))
+        out["oof_predictions"] = name
+        out["folds"] = folds
+        replace_manifest(directory, out)
+
+
+def _fold_entry(
+    directory: Path, entry: PoolEntry, fold: dict[str, Any], pool: Pool, *, tagged: bool
+) -> dict[str, Any]:
+    """One fold model of a pooled trial, written into the model folder; its manifest entry
+    (``trial`` names the member it belongs to, in an ensemble)."""
+    k = int(fold["fold"])
+    preprocessing = (pool.directory / f"fold{k}.json").read_text(encoding="utf-8")
+    return {
+        **({"trial": entry.trial} if tagged else {}),
+        "fold": k,
+        **write_weights(directory, f"trial{entry.trial}_fold{k}.safetensors", entry.fold_state(k)),
+        "score": fold["score"],
+        "best_epoch": fold["best_epoch"],
+        "y_shift": fold["y_shift"],
+        "y_scale": fold["y_scale"],
+        "preprocessing": json.loads(preprocessing),
+    }
+
+
+def _architecture(entry: PoolEntry) -> dict[str, Any]:
+    return {"d_out": entry.d_out, **model_kwargs(entry.params)}
+
+
+def _oof_csv(oof: OutOfFold, truth: dict[str, np.ndarray], info: dict[str, Any]) -> pd.DataFrame:
+    n = int(oof.rows.max()) + 1 if len(oof.rows) else 0
+    folds = np.zeros(n, dtype=np.int64)
+    folds[oof.rows] = truth["folds"]
+    row_ids = np.zeros(n, dtype=np.int64)
+    row_ids[oof.rows] = truth["row_ids"]
+    return oof_frame(oof, folds, info, row_ids)
