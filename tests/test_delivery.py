@@ -43,6 +43,7 @@ def credit_run(tmp_path_factory: pytest.TempPathFactory, credit_g: Path):
         folds=3,
         space=str(write_space(tmp / "s.yaml")),
         output_dir=str(tmp / "run"),
+        ensemble=False,  # the best trial's fold models (tests/test_ensemble.py: the blend)
     )
     return result, tmp / "run"
 
@@ -53,7 +54,7 @@ def test_predict_on_training_file_equals_the_ensemble(
     result, run = credit_run
     r = cli("predict", "--model", str(run), "--data", str(credit_g), "--output", "p.csv")
     assert r.returncode == 0, r
-    assert "wrote p.csv (1000 rows, ensemble of 3 fold models)" in r.stdout
+    assert "wrote p.csv (1000 rows, 3 fold models)" in r.stdout
     assert "note: ignored 1 column(s) the model does not use" not in r.stderr  # target is known
     pred = pd.read_csv(tmp_path / "p.csv")
     assert list(pred.columns) == ["proba_0", "proba_1", "prediction"]
@@ -314,8 +315,8 @@ def test_refit_trains_on_all_rows_and_predicts(
     r = cli("refit", str(copy))
     assert r.returncode == 0, r
     manifest = json.loads((copy / "model" / "manifest.json").read_text())
-    refit = manifest["refit"]
-    assert refit["rows"] == 1000
+    (refit,) = manifest["refit"]
+    assert refit["trial"] == manifest["trial_number"] and refit["rows"] == 1000
     assert refit["epochs"] == 1
     assert (copy / "model" / refit["weights"]).is_file()
     # It follows the folds' cosine schedule over their full budget: after 1 of 4 epochs its rate

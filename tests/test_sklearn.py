@@ -204,8 +204,12 @@ def test_a_tuned_classifier_runs_the_study_of_dnntune_tune(credit_g: Path, tmp_p
     space = write_space(tmp_path / "space.yaml")
     codes = plan_columns(X).categorical  # integer codes, which dnntune tune one-hot encodes
     settings = {"space": str(space), "trials": 3, "folds": 3, "categorical": codes, "device": "cpu"}
-    result = dnntune.tune(
-        str(tmp_path / "credit.csv"), "target", **settings, output_dir=str(tmp_path / "run")
+    result = dnntune.tune(  # the estimator delivers the best trial, not the ensemble
+        str(tmp_path / "credit.csv"),
+        "target",
+        **settings,
+        ensemble=False,
+        output_dir=str(tmp_path / "run"),
     )
     clf = TunedDNNClassifier(**settings, random_state=42).fit(X, y)
     cli_values = [t.value for t in result.study.trials]

@@ -407,7 +407,7 @@ def load_model(path: str | Path, *, refit: bool = False) -> LoadedModel:
     try:
         members = _members(manifest, directory)
         entries = list(manifest["refit"] if refit else manifest["folds"])
-        trials = [int(entry.get("trial", manifest["trial_number"])) for entry in entries]
+        trials = [_trial(entry.get("trial", manifest.get("trial_number"))) for entry in entries]
         loaded = LoadedModel(manifest, [], [], [], [])
         for entry, trial in zip(entries, trials, strict=True):
             arch, weight = members[trial]
@@ -426,12 +426,19 @@ def load_model(path: str | Path, *, refit: bool = False) -> LoadedModel:
     return loaded
 
 
-def _members(manifest: dict[str, Any], directory: Path) -> dict[int, tuple[dict[str, Any], float]]:
+def _trial(number: Any) -> int | None:
+    """A manifest's trial number; None for an estimator's network, which no trial made."""
+    return None if number is None else int(number)
+
+
+def _members(
+    manifest: dict[str, Any], directory: Path
+) -> dict[int | None, tuple[dict[str, Any], float]]:
     """Each member trial's (checked architecture, weight), shared equally by its networks: the
-    ensemble's members, or the one trial of a single model."""
+    ensemble's members, or the one trial (or estimator) of a single model."""
     ensemble = manifest.get("ensemble")
     if not ensemble:
-        return {int(manifest["trial_number"]): (_architecture(manifest, directory), 1.0)}
+        return {_trial(manifest.get("trial_number")): (_architecture(manifest, directory), 1.0)}
     return {
         int(m["trial"]): (_architecture(m, directory), float(m["weight"]))
         for m in ensemble["members"]
