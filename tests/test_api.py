@@ -432,14 +432,14 @@ def test_a_trial_out_of_memory_fails_alone(
     # CUDA's). The trial fails with the reason recorded; the study goes on.
     import dnntune.objective
 
-    real = dnntune.objective.make_mlp
+    real = dnntune.objective.make_model
 
-    def make_mlp(**kwargs):
+    def make_model(**kwargs):
         if kwargs["hidden_size"] == 24:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB")
         return real(**kwargs)
 
-    monkeypatch.setattr(dnntune.objective, "make_mlp", make_mlp)
+    monkeypatch.setattr(dnntune.objective, "make_model", make_model)
     result = dnntune.tune(
         data=str(credit_g),
         target=("target",),

@@ -33,7 +33,7 @@ def test_default_space_is_the_classic_one() -> None:
 
 def test_documented_spaces_are_the_shipped_example_files() -> None:
     """Each YAML space docs/search.md shows is a file in examples/ (so its commands run as
-    printed), and loads; classic4 is the default space with 4 networks per fold."""
+    printed), and loads; classic4 extends the classic space with 4 networks per fold."""
     root = Path(__file__).resolve().parents[1]
     blocks = re.findall(r"```yaml\n(.*?)```", (root / "docs" / "search.md").read_text(), re.S)
     shipped = {p.name: p.read_text() for p in (root / "examples").glob("*.yaml")}
@@ -42,7 +42,7 @@ def test_documented_spaces_are_the_shipped_example_files() -> None:
         name = block.splitlines()[0].removeprefix("# examples/").split(":")[0]
         assert shipped.get(name) == block, name
     classic4 = load_space(root / "examples" / "classic4.yaml")
-    assert dict(classic4.tuned) == dict(default_space().params)
+    assert dict(classic4.tuned) == dict(parse_space("classic").params)
     assert classic4.params["ensemble_size"] == FixedParam("ensemble_size", 4)
     assert load_space(root / "examples" / "space.yaml").tuned.keys() == {
         "optimizer", "num_layers", "hidden_size", "learning_rate", "weight_decay"
@@ -61,6 +61,7 @@ def test_suggest_stores_plain_strings_and_fills_fixed_values() -> None:
         "hidden_size",
         "dropout",
         "learning_rate",
+        "num_embeddings",
     }
 
 

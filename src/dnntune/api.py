@@ -23,7 +23,7 @@ def tune(
     fold_seed: int | None = None,
     group_duplicates: bool = False,
     numeric_bins: int = 32,
-    copy_encoding: bool = True,
+    copy_encoding: bool = False,
     metric: MetricName | str | None = None,
     max_folds: int | None = None,
     patience: int = 5,

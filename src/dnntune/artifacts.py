@@ -36,7 +36,7 @@ from dnntune.config import Task, TuneConfig
 from dnntune.data import Dataset, Preprocessor, Scale
 from dnntune.engine import METRICS, Metric, predictions_from_outputs
 from dnntune.exceptions import DataError
-from dnntune.model import make_mlp
+from dnntune.model import make_model
 from dnntune.objective import MODEL_PARAMS, BestModel, model_kwargs
 from dnntune.space import PARAMETERS
 
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 # The model folder's format; a folder in another format is refused (see load_model).
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib")
 
@@ -454,7 +454,7 @@ def _load_entry(
             f"weights {str(weights)!r} are missing or do not match the manifest's checksum"
         )
     pre = Preprocessor.from_dict(entry["preprocessing"])
-    model = make_mlp(d_in=pre.n_features, **arch)
+    model = make_model(layout=pre.layout(), **arch)
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error for a file of another kind

@@ -478,6 +478,7 @@ def show(
         f"(best trial, mean of {n_best} fold{'' if n_best == 1 else 's'}), "
         f"out-of-fold {m['oof_value']:.6f}{' (the ensemble)' if members else ''}",
         f"  parameters:  {m['params']}",
+        f"  network:     {_network(m.get('architecture') or members[0]['architecture'])}",
         f"  data:        {data['source']} ({data['rows']} rows, sha256 {data['sha256']})",
         f"  columns:     {len(m['columns'])} used",
         *(f"    {role + ':':<13}{', '.join(names)}" for role, names in roles if names),
@@ -496,6 +497,16 @@ def show(
         str(predictor.loaded.models[0]),
     ]
     typer.echo("\n".join(lines))
+
+
+def _network(arch: dict[str, Any]) -> str:
+    """A network's shape in words: its architecture, members, size and input embeddings."""
+    kind, k = arch["architecture"], arch["ensemble_size"]
+    members = f" (k={k})" if kind != "mlp" else f" ({k} members)" if k > 1 else ""
+    text = f"{kind}{members}, {arch['num_layers']} x {arch['hidden_size']}"
+    if arch["num_embeddings"] != "none":
+        text += f", {arch['num_embeddings']} embeddings of {arch['d_embedding']} per numeric column"
+    return text
 
 
 @app.command("report")

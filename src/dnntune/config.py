@@ -84,6 +84,18 @@ class ActivationName(StrEnum):
     ELU = "elu"
 
 
+class ArchitectureName(StrEnum):
+    MLP = "mlp"
+    TABM = "tabm"
+    TABM_MINI = "tabm-mini"
+
+
+class EmbeddingName(StrEnum):
+    NONE = "none"
+    PERIODIC = "periodic"
+    PIECEWISE_LINEAR = "piecewise_linear"
+
+
 class SamplerName(StrEnum):
     GRID = "grid"
     RANDOM = "random"
@@ -282,9 +294,10 @@ class Preprocessing(_Group):
         identity=True,
     )
     copy_encoding: bool = setting(
-        True,
+        False,
         "When training rows repeat each other, give each row the cross-fitted mean target "
-        "of its identical training rows and their count as inputs (off with "
+        "of its identical training rows and their count as inputs; it pays only where new "
+        "rows have exact copies in training (ignored with "
         f"{setting_name('group_duplicates')}).",
         identity=True,
     )
@@ -312,7 +325,11 @@ class Search(_Group):
 
     sampler: SamplerName = setting(SamplerName.TPE, f"Sampler: {_choices(SamplerName)}.")
     pruner: PrunerName = setting(PrunerName.MEDIAN, f"Pruner: {_choices(PrunerName)}.")
-    space: str | None = setting(None, "Search space file (YAML or TOML).")
+    space: str | None = setting(
+        None,
+        "Search space: a named space (default, classic, mlp, mlp-plr, mlp-ple, tabm, "
+        "tabm-mini-ple) or a YAML/TOML space file.",
+    )
     trials: int | None = setting(
         None,
         "Total finished trials the study should hold (default 20 without "

@@ -1,17 +1,42 @@
-"""The MLP builder. Keyword names equal the search-space parameter names."""
+"""The network builders. Keyword names equal the search-space parameter names.
+
+:func:`make_model` builds any architecture of the search space: an MLP (or a packed deep
+ensemble of MLPs), TabM or TabM-mini (the ``tabm`` package's BatchEnsemble backbones), each
+optionally behind learned embeddings of the numeric columns (the ``rtdl_num_embeddings``
+package's periodic or piecewise-linear embeddings). :func:`make_mlp` is the plain MLP.
+"""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
+import rtdl_num_embeddings
+import tabm
 import torch
 from torch import nn
 
-from dnntune.config import ActivationName
+from dnntune.config import ActivationName, ArchitectureName, EmbeddingName
+from dnntune.data import SINGLE_BIN_WARNING, InputLayout
 
-__all__ = ["ACTIVATIONS", "Dropout", "PackedBatchNorm1d", "PackedLinear", "PackedMLP", "make_mlp"]
+__all__ = [
+    "ACTIVATIONS",
+    "ARCHITECTURES",
+    "EMBEDDINGS",
+    "Dropout",
+    "EmbeddedInputs",
+    "PackedBatchNorm1d",
+    "PackedLinear",
+    "PackedMLP",
+    "TabMNet",
+    "make_mlp",
+    "make_model",
+]
+
+ARCHITECTURES = tuple(a.value for a in ArchitectureName)
+EMBEDDINGS = tuple(e.value for e in EmbeddingName)
 
 ACTIVATIONS: dict[ActivationName, type[nn.Module]] = {
     ActivationName.RELU: nn.ReLU,
@@ -179,3 +204,163 @@ def make_mlp(
     if ensemble_size > 1:
         return PackedMLP(ensemble_size=ensemble_size, **shape)
     return nn.Sequential(*_layers(**shape, linear=nn.Linear, norm=nn.BatchNorm1d))
+
+
+class EmbeddedInputs(nn.Module):
+    """The numeric columns through learned embeddings (one vector of ``d_embedding`` per
+    column), flattened and followed by the other columns as they are."""
+
+    numeric: torch.Tensor
+    others: torch.Tensor
+
+    def __init__(
+        self,
+        layout: InputLayout,
+        kind: str,
+        *,
+        d_embedding: int,
+        n_frequencies: int,
+        frequency_scale: float,
+    ) -> None:
+        super().__init__()
+        n = len(layout.numeric)
+        self.register_buffer("numeric", torch.tensor(layout.numeric), persistent=False)
+        self.register_buffer("others", torch.tensor(layout.others(), dtype=torch.long), False)
+        self.embed: nn.Module
+        if kind == "periodic":
+            self.embed = rtdl_num_embeddings.PeriodicEmbeddings(
+                n,
+                d_embedding,
+                n_frequencies=n_frequencies,
+                frequency_init_scale=frequency_scale,
+                lite=False,
+            )
+        elif kind == "piecewise_linear":
+            bins = [torch.tensor(b, dtype=torch.float32) for b in layout.bins]
+            with warnings.catch_warnings():  # a column of few values has one bin: that is fine
+                warnings.filterwarnings("ignore", SINGLE_BIN_WARNING, UserWarning)
+                self.embed = rtdl_num_embeddings.PiecewiseLinearEmbeddings(
+                    bins, d_embedding, activation=False, version="B"
+                )
+        else:
+            raise ValueError(f"unknown numeric embeddings {kind!r}; use one of {EMBEDDINGS}")
+        # Each column's share of the flat output, for TabM's per-feature initialization.
+        self.chunks = [d_embedding] * n + [1] * len(layout.others())
+
+    @property
+    def d_out(self) -> int:
+        return sum(self.chunks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embedded = self.embed(x.index_select(1, self.numeric)).flatten(1)
+        return torch.cat([embedded, x.index_select(1, self.others)], dim=1)
+
+
+class TabMNet(nn.Module):
+    """TabM (Gorishniy et al., 2025, "TabM: Advancing Tabular Deep Learning with
+    Parameter-Efficient Ensembling"): ``k`` MLPs sharing most weights, trained together.
+
+    The backbone and the ``k`` heads are the ``tabm`` package's modules. In training the output
+    is ``(rows, k, d_out)`` and each member learns from the batch as a model of its own; in eval
+    mode it is the members' mean logit (or standardized value), as for :class:`PackedMLP`.
+    """
+
+    def __init__(
+        self,
+        *,
+        inputs: EmbeddedInputs | None,
+        d_in: int,
+        d_out: int,
+        arch_type: str,
+        num_layers: int,
+        hidden_size: int,
+        dropout: float,
+        activation: str,
+        k: int,
+    ) -> None:
+        super().__init__()
+        self.inputs = inputs if inputs is not None else nn.Identity()
+        chunks = inputs.chunks if inputs is not None else [1] * d_in
+        self.view = tabm.EnsembleView(k=k)
+        self.backbone = tabm.make_tabm_backbone(
+            d_in=sum(chunks),
+            n_blocks=num_layers,
+            d_block=hidden_size,
+            dropout=dropout,
+            activation=ACTIVATIONS[ActivationName(activation)].__name__,
+            k=k,
+            arch_type=arch_type,
+            start_scaling_init="normal" if inputs is not None else "random-signs",
+            start_scaling_init_chunks=chunks,
+        )
+        self.head = tabm.LinearEnsemble(hidden_size, d_out, k=k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.backbone(self.view(self.inputs(x))))
+        return out if self.training else out.mean(dim=1)
+
+
+def make_model(
+    *,
+    layout: InputLayout | int,
+    d_out: int,
+    architecture: str = "mlp",
+    num_embeddings: str = "none",
+    d_embedding: int = 16,
+    n_frequencies: int = 48,
+    frequency_scale: float = 0.01,
+    num_layers: int,
+    hidden_size: int,
+    dropout: float = 0.0,
+    activation: str = "relu",
+    batch_norm: bool = True,
+    ensemble_size: int = 1,
+) -> nn.Module:
+    """The network of one configuration for inputs laid out as ``layout`` (or ``d_in``
+    plain columns).
+
+    ``architecture``: ``mlp`` (:func:`make_mlp`; ``ensemble_size`` independent members),
+    ``tabm`` or ``tabm-mini`` (:class:`TabMNet`; ``ensemble_size`` is its ``k``, and
+    ``batch_norm`` does not apply). ``num_embeddings``: ``none`` (the preprocessed columns as
+    they are), ``periodic`` or ``piecewise_linear`` (:class:`EmbeddedInputs`: each numeric
+    column becomes a learned vector of ``d_embedding``; the periodic embeddings draw
+    ``n_frequencies`` frequencies of scale ``frequency_scale``). A table without numeric
+    columns gets no embeddings.
+    """
+    if isinstance(layout, int):
+        layout = InputLayout(layout)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; use one of {ARCHITECTURES}")
+    inputs = None
+    if num_embeddings != "none" and layout.numeric:
+        inputs = EmbeddedInputs(
+            layout,
+            num_embeddings,
+            d_embedding=d_embedding,
+            n_frequencies=n_frequencies,
+            frequency_scale=frequency_scale,
+        )
+    d_in = inputs.d_out if inputs is not None else layout.n_features
+    if architecture != "mlp":
+        return TabMNet(
+            inputs=inputs,
+            d_in=d_in,
+            d_out=d_out,
+            arch_type=architecture,
+            num_layers=num_layers,
+            hidden_size=hidden_size,
+            dropout=dropout,
+            activation=activation,
+            k=ensemble_size,
+        )
+    mlp = make_mlp(
+        d_in=d_in,
+        d_out=d_out,
+        num_layers=num_layers,
+        hidden_size=hidden_size,
+        dropout=dropout,
+        activation=activation,
+        batch_norm=batch_norm,
+        ensemble_size=ensemble_size,
+    )
+    return mlp if inputs is None else nn.Sequential(inputs, mlp)

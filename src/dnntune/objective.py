@@ -28,7 +28,7 @@ from dnntune.config import Task, Training
 from dnntune.data import Dataset, FoldCache, PreparedFold
 from dnntune.engine import FitResult, Metric, fit, predict_outputs
 from dnntune.exceptions import TrialOutOfMemory
-from dnntune.model import make_mlp
+from dnntune.model import make_model
 from dnntune.space import FixedParam, IntParam, SearchSpace, suggest
 
 __all__ = [
@@ -70,8 +70,20 @@ def epoch_slot(space: SearchSpace) -> int:
     return int(space.fixed_defaults["epochs"])
 
 
-# The parameters that shape the network (make_mlp's keywords besides its dimensions).
-MODEL_PARAMS = ("num_layers", "hidden_size", "dropout", "activation", "batch_norm", "ensemble_size")
+# The parameters that shape the network (make_model's keywords besides its inputs and outputs).
+MODEL_PARAMS = (
+    "architecture",
+    "num_embeddings",
+    "num_layers",
+    "hidden_size",
+    "dropout",
+    "activation",
+    "batch_norm",
+    "ensemble_size",
+    "d_embedding",
+    "n_frequencies",
+    "frequency_scale",
+)
 
 
 def model_kwargs(params: dict[str, Any]) -> dict[str, Any]:
@@ -110,8 +122,8 @@ class BestModel:
 
     def build(self, i: int = 0) -> nn.Module:
         """The trained model of fold ``i`` as an ``nn.Module`` on the CPU, in eval mode."""
-        model = make_mlp(
-            d_in=self.folds[i].preprocessor.n_features,
+        model = make_model(
+            layout=self.folds[i].preprocessor.layout(),
             d_out=self.d_out,
             **model_kwargs(self.params),
         )
@@ -120,7 +132,7 @@ class BestModel:
 
 
 # The parameters that decide a trial's memory, named when it runs out.
-OOM_PARAMS = ("num_layers", "hidden_size", "batch_size", "ensemble_size")
+OOM_PARAMS = ("num_layers", "hidden_size", "batch_size", "ensemble_size", "d_embedding")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -260,8 +272,8 @@ class Objective:
         params["batch_size"] = params["batch_size"] or auto_batch_size(fold.tensors.n_train)
         seed = (self.seed * 1_000_003 + run.trial.number * 101 + k) % (2**63)
         torch.manual_seed(seed)
-        model = make_mlp(
-            d_in=fold.preprocessor.n_features, d_out=self.d_out, **model_kwargs(params)
+        model = make_model(
+            layout=fold.preprocessor.layout(), d_out=self.d_out, **model_kwargs(params)
         ).to(self.device)
         result: FitResult = fit(
             model,

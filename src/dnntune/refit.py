@@ -20,7 +20,7 @@ from dnntune.config import TuneConfig
 from dnntune.data import PreparedFold, dataset_from_config, prepare_fold
 from dnntune.engine import METRICS, Metric, fit, resolve_device
 from dnntune.exceptions import DataError
-from dnntune.model import make_mlp
+from dnntune.model import make_model
 from dnntune.objective import model_kwargs
 
 __all__ = ["refit"]
@@ -93,8 +93,8 @@ def _refit_one(
     params = member["params"]
     target = prepared.tensors.x_train.device
     torch.manual_seed(seed)
-    model = make_mlp(
-        d_in=prepared.preprocessor.n_features, d_out=member["d_out"], **model_kwargs(params)
+    model = make_model(
+        layout=prepared.preprocessor.layout(), d_out=member["d_out"], **model_kwargs(params)
     ).to(target)
     result = fit(
         model,

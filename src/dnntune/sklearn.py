@@ -63,7 +63,7 @@ from dnntune.data import (
 from dnntune.engine import METRICS, fit, resolve_device
 from dnntune.exceptions import DnntuneError
 from dnntune.inference import Predictor
-from dnntune.model import make_mlp
+from dnntune.model import make_model
 from dnntune.objective import (
     MODEL_PARAMS,
     TRAINING_PARAMS,
@@ -199,6 +199,8 @@ class _DNNEstimator(_Estimator):
     def __init__(
         self,
         *,
+        architecture: str = "mlp",
+        num_embeddings: str = "none",
         optimizer: str = "AdamW",
         num_layers: int = 3,
         hidden_size: int = 128,
@@ -211,6 +213,9 @@ class _DNNEstimator(_Estimator):
         activation: str = "relu",
         batch_norm: bool = True,
         ensemble_size: int = 1,
+        d_embedding: int = 16,
+        n_frequencies: int = 48,
+        frequency_scale: float = 0.01,
         numeric_bins: int = 32,
         categorical: Any = None,
         patience: int = 5,
@@ -218,6 +223,8 @@ class _DNNEstimator(_Estimator):
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
+        self.architecture = architecture
+        self.num_embeddings = num_embeddings
         self.optimizer = optimizer
         self.num_layers = num_layers
         self.hidden_size = hidden_size
@@ -230,6 +237,9 @@ class _DNNEstimator(_Estimator):
         self.activation = activation
         self.batch_norm = batch_norm
         self.ensemble_size = ensemble_size
+        self.d_embedding = d_embedding
+        self.n_frequencies = n_frequencies
+        self.frequency_scale = frequency_scale
         self.numeric_bins = numeric_bins
         self.categorical = categorical
         self.patience = patience
@@ -256,8 +266,8 @@ class _DNNEstimator(_Estimator):
         metric = METRICS[_STOPPING[target.task]]
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            model = make_mlp(
-                d_in=prepared.preprocessor.n_features,
+            model = make_model(
+                layout=prepared.preprocessor.layout(),
                 d_out=d_out,
                 **model_kwargs(params),
             ).to(device)
@@ -320,7 +330,7 @@ class _TunedEstimator(_Estimator):
         patience: int = 5,
         numeric_bins: int = 32,
         categorical: Any = None,
-        copy_encoding: bool = True,
+        copy_encoding: bool = False,
         group_duplicates: bool = False,
         grid_points: int = 3,
         warm_start: bool = True,

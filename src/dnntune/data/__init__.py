@@ -13,7 +13,9 @@ from dnntune.data._prepare import (
     prepare_fold,
 )
 from dnntune.data._preprocess import (
+    SINGLE_BIN_WARNING,
     ColumnPlan,
+    InputLayout,
     Preprocessor,
     numeric_values,
     plan_columns,
@@ -26,11 +28,13 @@ from dnntune.data._target import Target, encode_target, infer_task
 
 __all__ = [
     "FOLD_CACHE_SHARE",
+    "SINGLE_BIN_WARNING",
     "Builtin",
     "ColumnPlan",
     "Dataset",
     "FoldCache",
     "FoldTensors",
+    "InputLayout",
     "LoadedTable",
     "PreparedFold",
     "Preprocessor",

@@ -21,7 +21,9 @@ from dnntune.data._copies import CopyEncoder
 from dnntune.exceptions import DataError
 
 __all__ = [
+    "SINGLE_BIN_WARNING",
     "ColumnPlan",
+    "InputLayout",
     "Preprocessor",
     "numeric_values",
     "plan_columns",
@@ -36,6 +38,9 @@ OTHER = "__other__"
 MAX_ONEHOT_INT_LEVELS = 10  # integer columns with at most this many values are categorical
 ID_UNIQUE_FRACTION = 0.5  # a string column with more distinct values than this share is an ID
 MOSTLY_NUMBERS_SLACK = 0.05  # a text column with at most this share of non-numbers is noted
+EMBEDDING_BINS = 48  # quantile bins per numeric column for piecewise-linear embeddings
+# rtdl_num_embeddings warns of each column with one bin (a column of two values has one).
+SINGLE_BIN_WARNING = r".*has just two bin edges"
 
 
 @dataclass
@@ -236,6 +241,25 @@ def unparsed_values(col: pd.Series, *, dates: bool = False) -> pd.Series:
     return col.reset_index(drop=True)[bad]
 
 
+@dataclass(frozen=True)
+class InputLayout:
+    """Where things are in a preprocessed matrix of ``n_features`` columns: the standardized
+    value of each numeric (or date) column, the preprocessing's own piecewise-linear columns,
+    and each numeric column's bin edges (standardized units, fitted on a fold's training rows)
+    for piecewise-linear embeddings."""
+
+    n_features: int
+    numeric: tuple[int, ...] = ()
+    encoded: tuple[int, ...] = ()
+    bins: tuple[tuple[float, ...], ...] = ()
+
+    def others(self) -> list[int]:
+        """The columns an embedding leaves as they are: missing-value indicators, one-hot
+        levels, copy inputs (not the piecewise-linear columns, which embeddings replace)."""
+        skip = {*self.numeric, *self.encoded}
+        return [j for j in range(self.n_features) if j not in skip]
+
+
 class Preprocessor:
     """Impute, standardize and one-hot encode, fitted on one fold's training rows.
 
@@ -249,6 +273,11 @@ class Preprocessor:
     instead of through one linear input. Categorical columns: one-hot over the levels seen at
     least ``min_frequency`` times in training (at most ``max_levels``); rarer and unseen levels
     share one ``__other__`` column, and missing values are a level of their own.
+
+    For networks with piecewise-linear embeddings, each numeric column also gets up to
+    ``EMBEDDING_BINS`` quantile bins of its standardized training values
+    (``rtdl_num_embeddings.compute_bins``), kept with the rest of the fitted state; they never
+    see a validation row.
 
     With ``settings.copy_encoding``, :meth:`fit_transform` (given the training target) also
     fits a :class:`~dnntune.data._copies.CopyEncoder` when the training rows repeat each other,
@@ -301,6 +330,7 @@ class Preprocessor:
                 if len(edges):
                     self.bin_edges_[name] = [float(e) for e in edges]
                     self.bin_range_[name] = [lo, hi]
+        self.embedding_bins_ = self._embedding_bins(frame)
         self.categories_: dict[str, list[str]] = {}
         for name in self.plan.categorical:
             counts = pd.Series(_levels(frame[name])).value_counts()
@@ -325,6 +355,48 @@ class Preprocessor:
         self.copies_, columns = fitted
         self.feature_names_ += self.copies_.feature_names()
         return np.hstack([x, columns])
+
+    def _embedding_bins(self, frame: pd.DataFrame) -> dict[str, list[float]]:
+        """Bin edges of each numeric column's standardized training values; a column with one
+        value in these rows gets the single bin [-1, 1] around it."""
+        import torch
+        from rtdl_num_embeddings import compute_bins
+
+        out = {name: [-1.0, 1.0] for name in self.numeric_}
+        columns = {}
+        for name, st in self.numeric_.items():
+            arr = self._raw_numeric(frame, name)
+            values = (np.where(np.isnan(arr), st["median"], arr) - st["mean"]) / st["scale"]
+            if np.ptp(values) > 0:
+                columns[name] = values
+        n_bins = min(EMBEDDING_BINS, len(frame) - 1)
+        if columns and n_bins >= 2:
+            x = torch.from_numpy(np.stack(list(columns.values()), axis=1))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", SINGLE_BIN_WARNING, UserWarning)
+                bins = compute_bins(x, n_bins)
+            for name, edges in zip(columns, bins, strict=True):
+                out[name] = [float(e) for e in edges]
+        return out
+
+    def layout(self) -> InputLayout:
+        """Where the numeric values, the piecewise-linear columns and the bins are in the
+        matrices this preprocessor makes."""
+        numeric: list[int] = []
+        encoded: list[int] = []
+        j = 0
+        for name, st in self.numeric_.items():  # the order _transform_base writes them in
+            numeric.append(j)
+            j += 1 + int(bool(st["indicator"]))
+            n_bins = len(self.bin_edges_.get(name, [])) + 1 if name in self.bin_edges_ else 0
+            encoded += range(j, j + n_bins)
+            j += n_bins
+        return InputLayout(
+            self.n_features,
+            tuple(numeric),
+            tuple(encoded),
+            tuple(tuple(self.embedding_bins_[name]) for name in self.numeric_),
+        )
 
     def _raw_numeric(self, frame: pd.DataFrame, name: str) -> np.ndarray:
         col = frame[name]
@@ -394,6 +466,7 @@ class Preprocessor:
             "categories": self.categories_,
             "bin_edges": self.bin_edges_,
             "bin_range": self.bin_range_,
+            "embedding_bins": self.embedding_bins_,
             "feature_names": self.feature_names_,
             "copies": self.copies_.to_dict() if self.copies_ is not None else None,
         }
@@ -406,6 +479,7 @@ class Preprocessor:
         self.categories_ = {k: list(v) for k, v in d["categories"].items()}
         self.bin_edges_ = {k: [float(e) for e in v] for k, v in d["bin_edges"].items()}
         self.bin_range_ = {k: [float(e) for e in v] for k, v in d["bin_range"].items()}
+        self.embedding_bins_ = {k: [float(e) for e in v] for k, v in d["embedding_bins"].items()}
         self.feature_names_ = list(d["feature_names"])
         self.copies_ = CopyEncoder.from_dict(copies) if copies is not None else None
         return self

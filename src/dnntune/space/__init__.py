@@ -2,6 +2,7 @@
 
 from dnntune.space._default import default_space
 from dnntune.space._file import load_space, parse_space
+from dnntune.space._named import NAMED_SPACES
 from dnntune.space._params import (
     CategoricalParam,
     FixedParam,
@@ -14,6 +15,7 @@ from dnntune.space._params import (
 from dnntune.space._rules import PARAMETERS, fixed_defaults
 
 __all__ = [
+    "NAMED_SPACES",
     "PARAMETERS",
     "CategoricalParam",
     "FixedParam",

@@ -8,6 +8,9 @@ Format (YAML shown; TOML tables work the same), optionally under a top-level ``p
     learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true, grid: [1.0e-4, 1.0e-3, 1.0e-2]}
     batch_size:    256            # a plain value is fixed
     epochs:        {value: 30}    # also fixed
+
+``extends: NAME`` starts from a named space (``dnntune.space.NAMED_SPACES``) and the file's
+entries replace or add to its own. ``--space NAME`` uses a named space as it is.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from dnntune._names import did_you_mean, first_line, setting_name
 from dnntune.exceptions import SpaceError
+from dnntune.space._named import NAMED_SPACES, named_space
 from dnntune.space._params import (
     CategoricalParam,
     FixedParam,
@@ -35,13 +39,19 @@ _TYPES = ("int", "float", "categorical", "fixed")
 
 
 def load_space(path: str | Path) -> SearchSpace:
-    """Parse a ``.yaml``/``.yml`` or ``.toml`` space file."""
+    """A named space (``classic``, ``tabm``...), or a ``.yaml``/``.yml``/``.toml`` space
+    file parsed."""
     path = Path(path)
     source = str(path)
+    if source in NAMED_SPACES and not path.is_file():
+        return parse_space(source)
     if not path.is_file():
         raise SpaceError(
             source,
-            [f"file {source!r} does not exist; check the path given to {setting_name('space')}"],
+            [
+                f"file {source!r} does not exist; check the path given to "
+                f"{setting_name('space')}, or name a space: {', '.join(NAMED_SPACES)}"
+            ],
         )
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
@@ -62,9 +72,14 @@ def load_space(path: str | Path) -> SearchSpace:
 
 
 def parse_space(raw: Any, *, source: str = "<dict>") -> SearchSpace:
-    """Build a :class:`SearchSpace` from plain data, collecting every problem."""
+    """Build a :class:`SearchSpace` from plain data (or a named space's name), collecting
+    every problem."""
+    if isinstance(raw, str) and named_space(raw) is not None:
+        return parse_space(named_space(raw), source=raw)
     if isinstance(raw, dict) and set(raw) == {"params"}:
         raw = raw["params"]
+    if isinstance(raw, dict) and "extends" in raw:
+        raw = _extended(raw, source)
     if not isinstance(raw, dict) or not raw:
         raise SpaceError(
             source,
@@ -90,6 +105,24 @@ def parse_space(raw: Any, *, source: str = "<dict>") -> SearchSpace:
     if problems:
         raise SpaceError(source, problems)
     return SearchSpace(params=params, source=source, fixed_defaults=fixed_defaults())
+
+
+def _extended(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """The named space ``raw['extends']`` names, with ``raw``'s other entries over it."""
+    own = {k: v for k, v in raw.items() if k != "extends"}
+    if isinstance(own.get("params"), dict) and len(own) == 1:
+        own = own["params"]
+    name = raw["extends"]
+    base = named_space(name) if isinstance(name, str) else None
+    if base is None:
+        raise SpaceError(
+            source,
+            [
+                f"'extends' names {name!r}, which is no named space"
+                f"{did_you_mean(str(name), NAMED_SPACES)}; use one of {', '.join(NAMED_SPACES)}"
+            ],
+        )
+    return {**base, **own}
 
 
 def _parse_param(name: str, spec: Any, rule: ParamRule, problems: list[str]) -> Param | None:

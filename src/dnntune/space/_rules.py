@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dnntune.config import ActivationName, OptimizerName
+from dnntune.config import ActivationName, ArchitectureName, EmbeddingName, OptimizerName
 
 __all__ = ["PARAMETERS", "ParamRule", "fixed_defaults"]
 
@@ -45,6 +45,30 @@ class ParamRule:
 
 
 PARAMETERS: dict[str, ParamRule] = {
+    "architecture": ParamRule(
+        "categorical",
+        "network: an MLP, or TabM / TabM-mini (k MLPs sharing most weights; k is ensemble_size)",
+        "mlp",
+        choices=tuple(a.value for a in ArchitectureName),
+    ),
+    "num_embeddings": ParamRule(
+        "categorical",
+        "numeric columns as they are, or through learned periodic or piecewise-linear embeddings",
+        "none",
+        choices=tuple(e.value for e in EmbeddingName),
+    ),
+    "d_embedding": ParamRule("int", "size of each numeric column's embedding", 16, min=1, max=256),
+    "n_frequencies": ParamRule(
+        "int", "frequencies of the periodic embeddings", 48, min=1, max=1024
+    ),
+    "frequency_scale": ParamRule(
+        "float",
+        "initialization scale of the periodic embeddings' frequencies (sigma)",
+        0.01,
+        min=0.0,
+        min_inclusive=False,
+        max=1000.0,
+    ),
     "optimizer": ParamRule(
         "categorical",
         "optimizer name",
@@ -83,7 +107,8 @@ PARAMETERS: dict[str, ParamRule] = {
     ),
     "ensemble_size": ParamRule(
         "int",
-        "independent networks per fold, trained together; the fold's prediction is their mean",
+        "networks per fold trained together (independent MLPs, or TabM's k); the fold's "
+        "prediction is their mean",
         1,
         min=1,
         max=64,
