@@ -49,8 +49,9 @@ def load_space(path: str | Path) -> SearchSpace:
         raise SpaceError(
             source,
             [
-                f"file {source!r} does not exist; check the path given to "
-                f"{setting_name('space')}, or name a space: {', '.join(NAMED_SPACES)}"
+                f"file {source!r} does not exist{did_you_mean(source, NAMED_SPACES)}; check the "
+                f"path given to {setting_name('space')}, or name a space: "
+                f"{', '.join(NAMED_SPACES)}"
             ],
         )
     text = path.read_text(encoding="utf-8", errors="replace")

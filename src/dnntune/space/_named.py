@@ -46,6 +46,15 @@ _TABM: dict[str, Any] = {
 }
 
 NAMED_SPACES: dict[str, dict[str, Any]] = {
+    # The default: the classic parameters, whose first trial trains in seconds on a CPU,
+    # with the numeric embeddings to choose from (docs/search.md).
+    "default": {
+        **_CLASSIC,
+        "num_embeddings": {
+            "choices": ["none", "piecewise_linear", "periodic"],
+            "default": "none",
+        },
+    },
     # The original five parameters and ranges of the DNN-tuning scripts.
     "classic": _CLASSIC,
     "mlp": _MLP,
@@ -73,15 +82,6 @@ NAMED_SPACES: dict[str, dict[str, Any]] = {
         "num_embeddings": "piecewise_linear",
         "num_layers": {"low": 1, "high": 5, "default": 2},
         "d_embedding": {"low": 8, "high": 32, "step": 4, "default": 16},
-    },
-    # The default: the classic parameters, whose first trial trains in seconds on a CPU,
-    # with the numeric embeddings to choose from (docs/search.md).
-    "default": {
-        **_CLASSIC,
-        "num_embeddings": {
-            "choices": ["none", "piecewise_linear", "periodic"],
-            "default": "none",
-        },
     },
 }
 
