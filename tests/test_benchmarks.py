@@ -102,3 +102,14 @@ def test_bench_search_short_budget(hotel: Path, tmp_path: Path) -> None:
     assert 0 < result["time_to_original_best_s"] < 30
     assert (tmp_path / "kept" / "study.db").exists()
     assert "Study 'hotel_bookings-is_canceled'" in (tmp_path / "kept" / "output.txt").read_text()
+
+
+@pytest.mark.slow
+def test_bench_quality_short_budget(credit_g: Path) -> None:
+    proc, result = _bench("bench_quality.py", "--tables", "credit_g", "--budget", "8")
+    (row,) = result["tables"]
+    assert row["table"] == "credit_g" and row["metric"] == "roc_auc"
+    assert 0.5 < row["dnntune"] <= 1 and 0.5 < row["baseline"] <= 1 and row["trials"] >= 1
+    assert row["at_or_above"] == (row["dnntune"] >= row["baseline"])
+    assert result["budget_s"] == 8 and result["at_or_above"] in (0, 1)
+    assert "credit_g" in proc.stdout.splitlines()[1]
