@@ -39,6 +39,7 @@ MAX_ONEHOT_INT_LEVELS = 10  # integer columns with at most this many values are 
 ID_UNIQUE_FRACTION = 0.5  # a string column with more distinct values than this share is an ID
 MOSTLY_NUMBERS_SLACK = 0.05  # a text column with at most this share of non-numbers is noted
 EMBEDDING_BINS = 48  # quantile bins per numeric column for piecewise-linear embeddings
+BIN_ROWS = 200_000  # at most this many training rows (a fixed sample) give those quantiles
 # rtdl_num_embeddings warns of each column with one bin (a column of two values has one).
 SINGLE_BIN_WARNING = r".*has just two bin edges"
 
@@ -357,19 +358,25 @@ class Preprocessor:
         return np.hstack([x, columns])
 
     def _embedding_bins(self, frame: pd.DataFrame) -> dict[str, list[float]]:
-        """Bin edges of each numeric column's standardized training values; a column with one
-        value in these rows gets the single bin [-1, 1] around it."""
+        """Bin edges of each numeric column's standardized training values, in the float32 the
+        network computes in (edges distinct in float64 may not be); a column with one value
+        in these rows gets the single bin [-1, 1] around it. Quantiles of more than
+        ``BIN_ROWS`` rows come from a fixed sample of them (torch.quantile's size limit)."""
         import torch
         from rtdl_num_embeddings import compute_bins
 
         out = {name: [-1.0, 1.0] for name in self.numeric_}
         columns = {}
+        rows = np.arange(len(frame))
+        if len(rows) > BIN_ROWS:
+            rows = np.sort(np.random.default_rng(0).choice(rows, BIN_ROWS, replace=False))
         for name, st in self.numeric_.items():
-            arr = self._raw_numeric(frame, name)
-            values = (np.where(np.isnan(arr), st["median"], arr) - st["mean"]) / st["scale"]
+            arr = self._raw_numeric(frame, name)[rows]
+            filled = np.where(np.isnan(arr), st["median"], arr)
+            values = ((filled - st["mean"]) / st["scale"]).astype(np.float32)
             if np.ptp(values) > 0:
                 columns[name] = values
-        n_bins = min(EMBEDDING_BINS, len(frame) - 1)
+        n_bins = min(EMBEDDING_BINS, len(rows) - 1)
         if columns and n_bins >= 2:
             x = torch.from_numpy(np.stack(list(columns.values()), axis=1))
             with warnings.catch_warnings():
