@@ -231,7 +231,7 @@ def _damaged(tmp_path: Path, run: Path, change) -> Path:
         ),
         (
             lambda m: m["architecture"].update(module="os.system"),
-            "has no valid architecture (it needs activation, batch_norm, d_out, dropout, ",
+            "has no valid architecture (it needs activation, architecture, batch_norm, ",
         ),
         (lambda m: m.pop("folds"), "lacks 'folds'; restore the model folder or tune again"),
         (lambda m: m["folds"][0].pop("preprocessing"), "lacks 'preprocessing'"),
@@ -285,7 +285,7 @@ def test_show_prints_what_the_model_is(cli, credit_run) -> None:
         "task:        binary, classes [0, 1]",
         "metric:      roc_auc (maximize): CV ",
         "out-of-fold",
-        "parameters:  {'optimizer'",
+        "parameters:  {'architecture': 'mlp'",
         "credit_g.tsv.gz (1000 rows, sha256",
         "columns:     20 used\n    numeric:     duration, credit_amount, age\n"
         "    categorical: checking_status, credit_history, purpose, ",
@@ -373,6 +373,7 @@ def test_hotel_round_trip(cli, tmp_path: Path, hotel: Path) -> None:
         trials=1,
         folds=5,
         max_folds=2,
+        copy_encoding=True,
         space=str(write_space(tmp_path / "s.yaml", space)),
         output_dir=str(tmp_path / "run"),
     )

@@ -132,7 +132,7 @@ class BestModel:
 
 
 # The parameters that decide a trial's memory, named when it runs out.
-OOM_PARAMS = ("num_layers", "hidden_size", "batch_size", "ensemble_size", "d_embedding")
+OOM_PARAMS = ("num_layers", "hidden_size", "batch_size", "ensemble_size")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
