@@ -80,7 +80,9 @@ def test_each_architecture_and_embedding_trains_saves_loads_and_predicts_identic
 def test_the_packages_own_modules_build_the_networks() -> None:
     from dnntune.data import InputLayout
 
-    layout = InputLayout(6, numeric=(0, 2), encoded=(3, 4), bins=((-1.0, 0.0, 1.0), (-1.0, 1.0)))
+    layout = InputLayout(
+        6, numeric=(0, 2), encoded=(3, 4), bins=((-1.0, 0.0, 1.0), (-1.0, 0.5, 1.0))
+    )
     model = make_model(
         layout=layout,
         d_out=3,

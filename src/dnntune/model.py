@@ -9,7 +9,6 @@ package's periodic or piecewise-linear embeddings). :func:`make_mlp` is the plai
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from dnntune.config import ActivationName, ArchitectureName, EmbeddingName
-from dnntune.data import SINGLE_BIN_WARNING, InputLayout
+from dnntune.data import InputLayout
 
 __all__ = [
     "ACTIVATIONS",
@@ -237,11 +236,9 @@ class EmbeddedInputs(nn.Module):
             )
         elif kind == "piecewise_linear":
             bins = [torch.tensor(b, dtype=torch.float32) for b in layout.bins]
-            with warnings.catch_warnings():  # a column of few values has one bin: that is fine
-                warnings.filterwarnings("ignore", SINGLE_BIN_WARNING, UserWarning)
-                self.embed = rtdl_num_embeddings.PiecewiseLinearEmbeddings(
-                    bins, d_embedding, activation=False, version="B"
-                )
+            self.embed = rtdl_num_embeddings.PiecewiseLinearEmbeddings(
+                bins, d_embedding, activation=False, version="B"
+            )
         else:
             raise ValueError(f"unknown numeric embeddings {kind!r}; use one of {EMBEDDINGS}")
         # Each column's share of the flat output, for TabM's per-feature initialization.

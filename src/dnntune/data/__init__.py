@@ -13,7 +13,6 @@ from dnntune.data._prepare import (
     prepare_fold,
 )
 from dnntune.data._preprocess import (
-    SINGLE_BIN_WARNING,
     ColumnPlan,
     InputLayout,
     Preprocessor,
@@ -28,7 +27,6 @@ from dnntune.data._target import Target, encode_target, infer_task
 
 __all__ = [
     "FOLD_CACHE_SHARE",
-    "SINGLE_BIN_WARNING",
     "Builtin",
     "ColumnPlan",
     "Dataset",

@@ -21,7 +21,6 @@ from dnntune.data._copies import CopyEncoder
 from dnntune.exceptions import DataError
 
 __all__ = [
-    "SINGLE_BIN_WARNING",
     "ColumnPlan",
     "InputLayout",
     "Preprocessor",
@@ -40,8 +39,6 @@ ID_UNIQUE_FRACTION = 0.5  # a string column with more distinct values than this 
 MOSTLY_NUMBERS_SLACK = 0.05  # a text column with at most this share of non-numbers is noted
 EMBEDDING_BINS = 48  # quantile bins per numeric column for piecewise-linear embeddings
 BIN_ROWS = 200_000  # at most this many training rows (a fixed sample) give those quantiles
-# rtdl_num_embeddings warns of each column with one bin (a column of two values has one).
-SINGLE_BIN_WARNING = r".*has just two bin edges"
 
 
 @dataclass
@@ -276,9 +273,9 @@ class Preprocessor:
     share one ``__other__`` column, and missing values are a level of their own.
 
     For networks with piecewise-linear embeddings, each numeric column also gets up to
-    ``EMBEDDING_BINS`` quantile bins of its standardized training values
-    (``rtdl_num_embeddings.compute_bins``), kept with the rest of the fitted state; they never
-    see a validation row.
+    ``EMBEDDING_BINS`` quantile bins of its standardized training values (as
+    ``rtdl_num_embeddings.compute_bins`` makes them), kept with the rest of the fitted state;
+    they never see a validation row.
 
     With ``settings.copy_encoding``, :meth:`fit_transform` (given the training target) also
     fits a :class:`~dnntune.data._copies.CopyEncoder` when the training rows repeat each other,
@@ -358,32 +355,25 @@ class Preprocessor:
         return np.hstack([x, columns])
 
     def _embedding_bins(self, frame: pd.DataFrame) -> dict[str, list[float]]:
-        """Bin edges of each numeric column's standardized training values, in the float32 the
-        network computes in (edges distinct in float64 may not be); a column with one value
-        in these rows gets the single bin [-1, 1] around it. Quantiles of more than
-        ``BIN_ROWS`` rows come from a fixed sample of them (torch.quantile's size limit)."""
-        import torch
-        from rtdl_num_embeddings import compute_bins
-
-        out = {name: [-1.0, 1.0] for name in self.numeric_}
-        columns = {}
+        """Edges of up to ``EMBEDDING_BINS`` quantile bins of each numeric column's
+        standardized training values (a fixed sample of ``BIN_ROWS`` rows where there are
+        more), distinct in the float32 the network computes in. A column of two values gets
+        its two values and their midpoint, a constant one [-1, 0, 1]: every column has at
+        least two bins."""
         rows = np.arange(len(frame))
         if len(rows) > BIN_ROWS:
             rows = np.sort(np.random.default_rng(0).choice(rows, BIN_ROWS, replace=False))
+        levels = np.linspace(0.0, 1.0, EMBEDDING_BINS + 1)
+        out = {}
         for name, st in self.numeric_.items():
             arr = self._raw_numeric(frame, name)[rows]
-            filled = np.where(np.isnan(arr), st["median"], arr)
-            values = ((filled - st["mean"]) / st["scale"]).astype(np.float32)
-            if np.ptp(values) > 0:
-                columns[name] = values
-        n_bins = min(EMBEDDING_BINS, len(rows) - 1)
-        if columns and n_bins >= 2:
-            x = torch.from_numpy(np.stack(list(columns.values()), axis=1))
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", SINGLE_BIN_WARNING, UserWarning)
-                bins = compute_bins(x, n_bins)
-            for name, edges in zip(columns, bins, strict=True):
-                out[name] = [float(e) for e in edges]
+            values = (np.where(np.isnan(arr), st["median"], arr) - st["mean"]) / st["scale"]
+            edges = np.unique(np.quantile(values, levels).astype(np.float32))
+            if len(edges) == 2:
+                edges = np.unique(np.r_[edges, edges.mean(dtype=np.float32)])
+            if len(edges) < 3:
+                edges = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
+            out[name] = [float(e) for e in edges]
         return out
 
     def layout(self) -> InputLayout:
