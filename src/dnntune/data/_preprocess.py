@@ -385,7 +385,8 @@ class Preprocessor:
         for name, st in self.numeric_.items():  # the order _transform_base writes them in
             numeric.append(j)
             j += 1 + int(bool(st["indicator"]))
-            n_bins = len(self.bin_edges_.get(name, [])) + 1 if name in self.bin_edges_ else 0
+            edges = self.bin_edges_.get(name)
+            n_bins = len(edges) + 1 if edges else 0
             encoded += range(j, j + n_bins)
             j += n_bins
         return InputLayout(
