@@ -119,10 +119,10 @@ def run_table(table: Table, budget: float, space: str | None, folder: Path) -> d
 
 def _row(r: dict) -> str:
     return (
-        f"{r['table']:<22}{r['metric']:<10}{r['dnntune']:>10.4f}{r['baseline']:>10.4f}"
+        f"{r['table']:<22}{r['metric']:<10}{r['dnntune']:>12.4f}{r['baseline']:>12.4f}"
         f"{100 * r['relative_difference']:>+9.2f}%{r['trials']:>5}/{r['trials_all']:<4}"
-        f"{'' if r['ensemble_oof'] is None else format(r['ensemble_oof'], '.4f'):>9}"
-        f"{'' if r['best_trial_oof'] is None else format(r['best_trial_oof'], '.4f'):>9}"
+        f"{'' if r['ensemble_oof'] is None else format(r['ensemble_oof'], '.4f'):>12}"
+        f"{'' if r['best_trial_oof'] is None else format(r['best_trial_oof'], '.4f'):>12}"
     )
 
 
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
         tables = [t for t in TABLES if t.name in wanted]
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-quality-"))
     results = []
-    head = f"{'table':<22}{'metric':<10}{'dnntune':>10}{'baseline':>10}{'diff':>10}"
-    print(f"{head}{'trials':>10}{'ens oof':>9}{'best oof':>9}", flush=True)
+    head = f"{'table':<22}{'metric':<10}{'dnntune':>12}{'baseline':>12}{'diff':>10}"
+    print(f"{head}{'trials':>10}{'ens oof':>12}{'best oof':>12}", flush=True)
     try:
         for table in tables:
             results.append(run_table(table, args.budget, args.space, folder))

@@ -15,6 +15,7 @@ import torch
 
 import dnntune
 from dnntune.artifacts import load_model
+from dnntune.space import load_space
 from dnntune.testing import TINY_SPACE, write_space
 
 
@@ -474,3 +475,28 @@ def test_out_of_memory_is_told_from_other_errors() -> None:
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not is_out_of_memory(ValueError("out of memory"))  # only PyTorch's errors
+
+
+def test_a_new_study_starts_with_the_space_starts_in_order(tmp_path: Path, credit_g: Path) -> None:
+    space = write_space(
+        tmp_path / "s.yaml",
+        "extends: default\nnum_layers: {low: 1, high: 2, default: 1}\nhidden_size: 16\nepochs: 2\n",
+    )
+    result = dnntune.tune(
+        data=str(credit_g), target="target", trials=4, folds=2, space=str(space),
+        baseline=False, ensemble=False, output_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    starts = load_space(space).warm_starts()
+    assert [(s["num_embeddings"], s["batch_norm"]) for s in starts] == [
+        ("none", True), ("piecewise_linear", False), ("piecewise_linear", True)
+    ]  # fmt: skip
+    trials = sorted(result.study.trials, key=lambda t: t.number)
+    assert [t.params for t in trials[:3]] == starts
+    assert "fixed_params" not in trials[3].system_attrs
+    # A resumed study does not start over.
+    again = dnntune.tune(
+        data=str(credit_g), target="target", trials=5, folds=2, space=str(space),
+        baseline=False, ensemble=False, output_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    assert len(again.study.trials) == 5
+    assert "fixed_params" not in again.study.trials[4].system_attrs

@@ -62,6 +62,7 @@ def test_suggest_stores_plain_strings_and_fills_fixed_values() -> None:
         "dropout",
         "learning_rate",
         "num_embeddings",
+        "batch_norm",
     }
 
 
@@ -174,3 +175,26 @@ def test_grid_discretizes_log_ranges_and_ints() -> None:
     assert grid["learning_rate"] == [1e-5, 1e-4, 1e-3]
     assert grid["num_layers"] == [1, 4, 7]
     assert space.grid_size(3) == 9
+
+
+def test_starts_are_further_first_trials_within_the_space(tmp_path: Path) -> None:
+    space = default_space()
+    first, *more = space.warm_starts()
+    assert first == space.warm_start() and len(more) == len(space.starts) == 2
+    assert more[0] == {**first, "num_embeddings": "piecewise_linear", "batch_norm": False}
+    # A file that extends a named space keeps the named space's starts that still fit it.
+    fixed_bn = parse_space({"extends": "default", "batch_norm": True})
+    assert fixed_bn.starts == ({"num_embeddings": "piecewise_linear"},)
+    assert parse_space({"extends": "default", "num_embeddings": "none"}).starts == ()
+    own = parse_space({"extends": "default", "starts": [{"num_layers": 5}]})
+    assert own.warm_starts()[1]["num_layers"] == 5 and len(own.starts) == 1
+    path = tmp_path / "s.yaml"
+    path.write_text("extends: classic\nstarts:\n  - {num_layers: 99, dropuot: 0.2}\n")
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    assert info.value.problems == [
+        "'starts' entry 1 sets 'num_layers' to 99, but 'num_layers' lies in [1, 7]",
+        "'starts' entry 1 sets 'dropuot', which the space does not tune",
+    ]
+    with pytest.raises(SpaceError, match="'starts' must be a list of mappings"):
+        parse_space({"extends": "classic", "starts": {"num_layers": 2}})

@@ -340,7 +340,9 @@ class Search(_Group):
         None, "Seconds for the whole study, the trial in flight included.", check=_positive
     )
     grid_points: int = setting(3, "Grid sampler: points per continuous range.", check=at_least(2))
-    warm_start: bool = setting(True, "Start with the space's default configuration.")
+    warm_start: bool = setting(
+        True, "Start with the space's default configuration, then its 'starts'."
+    )
     auto_stop: bool = setting(
         False, "Stop when further improvement is below the cross-validation noise."
     )

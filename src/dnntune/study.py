@@ -447,8 +447,7 @@ def start_or_resume(run: PreparedRun) -> int | None:
     if done:
         run.note(f"resuming study {run.study.study_name!r}: {len(done)} finished trials")
     elif search.warm_start and search.sampler is not SamplerName.GRID:
-        start = run.space.warm_start()
-        if start is not None:
+        for start in run.space.warm_starts():
             run.study.enqueue_trial(start, skip_if_exists=True)
     total = search.n_trials
     return None if total is None else max(total - len(done), 0)

@@ -10,7 +10,11 @@ Format (YAML shown; TOML tables work the same), optionally under a top-level ``p
     epochs:        {value: 30}    # also fixed
 
 ``extends: NAME`` starts from a named space (``dnntune.space.NAMED_SPACES``) and the file's
-entries replace or add to its own. ``--space NAME`` uses a named space as it is.
+entries replace or add to its own. ``--space NAME`` uses a named space as it is. ``starts:``
+lists further first trials of a new study, each as the values it changes of the defaults::
+
+    starts:
+      - {num_embeddings: piecewise_linear, batch_norm: false}
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dnntune.space._params import (
     IntParam,
     Param,
     SearchSpace,
+    outside,
 )
 from dnntune.space._rules import PARAMETERS, ParamRule, fixed_defaults
 
@@ -79,8 +84,9 @@ def parse_space(raw: Any, *, source: str = "<dict>") -> SearchSpace:
         return parse_space(named_space(raw), source=raw)
     if isinstance(raw, dict) and set(raw) == {"params"}:
         raw = raw["params"]
+    inherited: list[Any] = []
     if isinstance(raw, dict) and "extends" in raw:
-        raw = _extended(raw, source)
+        raw, inherited = _extended(raw, source)
     if not isinstance(raw, dict) or not raw:
         raise SpaceError(
             source,
@@ -91,6 +97,8 @@ def parse_space(raw: Any, *, source: str = "<dict>") -> SearchSpace:
         )
     problems: list[str] = []
     params: dict[str, Param] = {}
+    raw = dict(raw)
+    starts_raw = raw.pop("starts", [])
     for key, spec in raw.items():
         name = str(key)
         rule = PARAMETERS.get(name)
@@ -103,13 +111,40 @@ def parse_space(raw: Any, *, source: str = "<dict>") -> SearchSpace:
         param = _parse_param(name, spec, rule, problems)
         if param is not None:
             params[name] = param
+    starts = _starts(starts_raw, params, problems)
+    # The named space's own starts, those that still fit the file's changes to it.
+    starts += tuple(s for s in inherited if not _start_problems(0, s, params))
     if problems:
         raise SpaceError(source, problems)
-    return SearchSpace(params=params, source=source, fixed_defaults=fixed_defaults())
+    return SearchSpace(params=params, source=source, fixed_defaults=fixed_defaults(), starts=starts)
 
 
-def _extended(raw: dict[str, Any], source: str) -> dict[str, Any]:
-    """The named space ``raw['extends']`` names, with ``raw``'s other entries over it."""
+def _starts(raw: Any, params: dict[str, Param], problems: list[str]) -> tuple[dict[str, Any], ...]:
+    """The ``starts:`` entries: mappings of tuned parameters to values within their ranges."""
+    fix = "list mappings such as '- {num_embeddings: piecewise_linear}'"
+    if not isinstance(raw, list) or not all(isinstance(s, dict) for s in raw):
+        problems.append(f"'starts' must be a list of mappings of parameters to values; {fix}")
+        return ()
+    for i, start in enumerate(raw):
+        problems += _start_problems(i, start, params)
+    return tuple(dict(s) for s in raw)
+
+
+def _start_problems(i: int, start: dict[str, Any], params: dict[str, Param]) -> list[str]:
+    """Why the ``i``-th start does not fit the space: each value outside its parameter's."""
+    out = []
+    for name, value in start.items():
+        param = params.get(str(name))
+        if param is None or isinstance(param, FixedParam):
+            out.append(f"'starts' entry {i + 1} sets {name!r}, which the space does not tune")
+        elif (why := outside(param, value)) is not None:
+            out.append(f"'starts' entry {i + 1} sets {name!r} to {value!r}, but {name!r} {why}")
+    return out
+
+
+def _extended(raw: dict[str, Any], source: str) -> tuple[dict[str, Any], list[Any]]:
+    """The named space ``raw['extends']`` names, with ``raw``'s other entries over it, and
+    the named space's starts when ``raw`` has none of its own."""
     own = {k: v for k, v in raw.items() if k != "extends"}
     if isinstance(own.get("params"), dict) and len(own) == 1:
         own = own["params"]
@@ -123,7 +158,8 @@ def _extended(raw: dict[str, Any], source: str) -> dict[str, Any]:
                 f"{did_you_mean(str(name), NAMED_SPACES)}; use one of {', '.join(NAMED_SPACES)}"
             ],
         )
-    return {**base, **own}
+    inherited = [] if "starts" in own else base.pop("starts", [])
+    return {**base, **own}, inherited
 
 
 def _parse_param(name: str, spec: Any, rule: ParamRule, problems: list[str]) -> Param | None:

@@ -45,15 +45,22 @@ _TABM: dict[str, Any] = {
     "learning_rate": {"low": 1e-4, "high": 5e-3, "log": True, "default": 2e-3},
 }
 
+# Each is a space file's entries: parameters, and ``starts``, the further first trials.
 NAMED_SPACES: dict[str, dict[str, Any]] = {
     # The default: the classic parameters, whose first trial trains in seconds on a CPU,
-    # with the numeric embeddings to choose from (docs/search.md).
+    # with numeric embeddings and BatchNorm to choose from, and two more first trials that
+    # use them (docs/search.md#which-space).
     "default": {
         **_CLASSIC,
         "num_embeddings": {
             "choices": ["none", "piecewise_linear", "periodic"],
             "default": "none",
         },
+        "batch_norm": {"choices": [True, False], "default": True},
+        "starts": [
+            {"num_embeddings": "piecewise_linear", "batch_norm": False},
+            {"num_embeddings": "piecewise_linear"},
+        ],
     },
     # The original five parameters and ranges of the DNN-tuning scripts.
     "classic": _CLASSIC,

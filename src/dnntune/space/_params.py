@@ -17,6 +17,7 @@ __all__ = [
     "IntParam",
     "Param",
     "SearchSpace",
+    "outside",
     "suggest",
 ]
 
@@ -84,6 +85,19 @@ class FixedParam:
 Param = IntParam | FloatParam | CategoricalParam | FixedParam
 
 
+def outside(param: Param, value: Any) -> str | None:
+    """Why ``value`` is not one of ``param``'s values, or None when it is."""
+    if isinstance(param, FixedParam):
+        return None if value == param.value else f"is fixed at {param.value!r}"
+    if isinstance(param, CategoricalParam):
+        return None if value in param.choices else f"is one of {list(param.choices)!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "is a number"
+    if not param.low <= value <= param.high:
+        return f"lies in [{param.low:g}, {param.high:g}]"
+    return None
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """An ordered set of parameters; names equal the model/training keyword names."""
@@ -91,6 +105,8 @@ class SearchSpace:
     params: Mapping[str, Param]
     source: str = "default"
     fixed_defaults: Mapping[str, Any] = field(default_factory=dict)
+    # Further first trials: each changes some tuned parameters of the warm start.
+    starts: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def tuned(self) -> dict[str, Param]:
@@ -109,6 +125,13 @@ class SearchSpace:
         if not values or any(v is None for v in values.values()):
             return None
         return values
+
+    def warm_starts(self) -> list[dict[str, Any]]:
+        """The first trials of a new study: the warm start, then each of ``starts`` over it."""
+        first = self.warm_start()
+        if first is None:
+            return []
+        return [first] + [{**first, **start} for start in self.starts]
 
     def to_dict(self) -> dict[str, Any]:
         """Every parameter a trial trains with: the space's own, then the fixed defaults of
