@@ -500,3 +500,9 @@ def test_a_new_study_starts_with_the_space_starts_in_order(tmp_path: Path, credi
     )  # fmt: skip
     assert len(again.study.trials) == 5
     assert "fixed_params" not in again.study.trials[4].system_attrs
+    # A budget below the starts queues only the starts it runs.
+    short = dnntune.tune(
+        data=str(credit_g), target="target", trials=1, folds=2, space=str(space),
+        baseline=False, ensemble=False, output_dir=str(tmp_path / "short"),
+    )  # fmt: skip
+    assert [t.state for t in short.study.trials] == [optuna.trial.TrialState.COMPLETE]

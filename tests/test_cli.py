@@ -39,13 +39,16 @@ def test_default_main_job_prints_best_trial_and_model(cli, tmp_path: Path) -> No
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 2 and "params_optimizer" in trials.columns
     manifest = json.loads((out / "model" / "manifest.json").read_text())
-    assert manifest["task"] == "binary" and len(manifest["folds"]) == 5
-    best = summary["best_trial"]
+    assert manifest["task"] == "binary"
+    # The model is the best trial, or the ensemble of trials that beats it out of fold.
+    members = [m["trial"] for m in manifest.get("ensemble", {}).get("members", [])]
+    trials_kept = members or [summary["best_trial"]]
+    assert summary["best_trial"] in trials_kept
     assert sorted(
         p.name for p in (out / "model").iterdir() if not p.name.startswith(".")
     ) == sorted(
-        [f"trial{best}_fold{k}.safetensors" for k in range(5)]
-        + ["manifest.json", f"trial{best}_oof.csv"]
+        [f"trial{t}_fold{k}.safetensors" for t in trials_kept for k in range(5)]
+        + ["manifest.json", manifest["oof_predictions"]]
     )
     assert not list(out.rglob("*.pt")) and not list(out.rglob("*.pkl"))
 

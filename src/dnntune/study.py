@@ -439,17 +439,19 @@ def run_baseline(run: PreparedRun) -> Baseline | None:
 
 def start_or_resume(run: PreparedRun) -> int | None:
     """Say how the sampler treats the space, and that a study resumes, or queue its
-    warm-start trial; return the trials missing (None: no count, run until the timeout)."""
+    first trials (as many as the budget runs); return the trials missing (None: no count,
+    run until the timeout)."""
     if run.sampler_note:
         run.note(run.sampler_note)
     done = run.finished
     search = run.config.search
+    total = search.n_trials
     if done:
         run.note(f"resuming study {run.study.study_name!r}: {len(done)} finished trials")
     elif search.warm_start and search.sampler is not SamplerName.GRID:
-        for start in run.space.warm_starts():
+        # A start beyond the trial budget would stay queued in the study, never run.
+        for start in run.space.warm_starts()[:total]:
             run.study.enqueue_trial(start, skip_if_exists=True)
-    total = search.n_trials
     return None if total is None else max(total - len(done), 0)
 
 
