@@ -3,6 +3,7 @@ cross_val_score, GridSearchCV, and a model folder that round-trips without pickl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -204,12 +205,8 @@ def test_a_tuned_classifier_runs_the_study_of_dnntune_tune(credit_g: Path, tmp_p
     space = write_space(tmp_path / "space.yaml")
     codes = plan_columns(X).categorical  # integer codes, which dnntune tune one-hot encodes
     settings = {"space": str(space), "trials": 3, "folds": 3, "categorical": codes, "device": "cpu"}
-    result = dnntune.tune(  # the estimator delivers the best trial, not the ensemble
-        str(tmp_path / "credit.csv"),
-        "target",
-        **settings,
-        ensemble=False,
-        output_dir=str(tmp_path / "run"),
+    result = dnntune.tune(
+        str(tmp_path / "credit.csv"), "target", **settings, output_dir=str(tmp_path / "run")
     )
     clf = TunedDNNClassifier(**settings, random_state=42).fit(X, y)
     cli_values = [t.value for t in result.study.trials]
@@ -230,13 +227,18 @@ def test_a_tuned_classifier_runs_the_study_of_dnntune_tune(credit_g: Path, tmp_p
     assert cv["mean_test_score"][clf.best_index_] == clf.best_score_
     assert list(cv["param_optimizer"]) == [p["optimizer"] for p in cv["params"]]
 
-    # The delivered model is the run's: the same fold networks, the same predictions.
+    # The delivered model is the run's: the same ensemble (or trial), the same predictions.
+    manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
+    members = manifest["ensemble"]["members"]  # these 3 trials blend better than the best
+    assert clf.ensemble_ == [{"trial": m["trial"], "weight": m["weight"]} for m in members]
+    assert len(clf.models_) == 3 * len(members) > 3
     proba = clf.predict_proba(X)
     cli_proba = dnntune.load(tmp_path / "run").predict_array(X)
     assert np.allclose(proba[:, 1], cli_proba, rtol=0, atol=1e-6)
     again = load(clf.save(tmp_path / "tuned"))
     assert type(again) is TunedDNNClassifier and again.get_params() == clf.get_params()
     assert again.best_params_ == clf.best_params_ and again.best_score_ == clf.best_score_
+    assert again.ensemble_ == clf.ensemble_
     assert np.array_equal(again.predict_proba(X), proba)
     assert np.array_equal(again.predict(X), clf.predict(X))
 

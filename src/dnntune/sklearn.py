@@ -314,7 +314,7 @@ class _DNNEstimator(_Estimator):
 class _TunedEstimator(_Estimator):
     """The shared body of :class:`TunedDNNClassifier` and :class:`TunedDNNRegressor`."""
 
-    _SAVED = ("best_params_", "best_score_", "best_trial_", "baseline_")
+    _SAVED = ("best_params_", "best_score_", "best_trial_", "baseline_", "ensemble_")
 
     def __init__(
         self,
@@ -336,6 +336,7 @@ class _TunedEstimator(_Estimator):
         warm_start: bool = True,
         auto_stop: bool = False,
         baseline: bool = True,
+        ensemble: bool = True,
         storage: str | None = None,
         study: str | None = None,
         output_dir: str | None = None,
@@ -359,6 +360,7 @@ class _TunedEstimator(_Estimator):
         self.warm_start = warm_start
         self.auto_stop = auto_stop
         self.baseline = baseline
+        self.ensemble = ensemble
         self.storage = storage
         self.study = study
         self.output_dir = output_dir
@@ -367,7 +369,8 @@ class _TunedEstimator(_Estimator):
 
     def fit(self, X: Any, y: Any) -> _TunedEstimator:
         """Run the study on ``X``, ``y`` (or resume it: the same rows, settings and
-        ``storage``), then keep its delivered model: the best trial's fold models."""
+        ``storage``), then keep its delivered model: the ensemble of its best trials, or the
+        best trial alone."""
         frame, target, plan = self._checked(X, y)
         seed = _seed(self.random_state)
         output_dir = self.output_dir
@@ -393,6 +396,7 @@ class _TunedEstimator(_Estimator):
         self.cv_results_ = cv_results(study, min(self.max_folds or self.folds, self.folds))
         self.best_index_ = int(np.flatnonzero(self.cv_results_["trial"] == self.best_trial_)[0])
         self.baseline_ = result.baseline.to_dict() if result.baseline else None
+        self.ensemble_ = _members(loaded.manifest)
         self.models_ = loaded.models
         self.notes_ = list(result.notes)
         self._predictor = Predictor(loaded)
@@ -412,8 +416,6 @@ class _TunedEstimator(_Estimator):
             storage=self.storage or default_storage,
             output_dir=str(run_dir),
             seed=seed,
-            # The estimator predicts with the best trial's fold models, as its attributes say.
-            ensemble=False,
         )
 
     def _space(self) -> SearchSpace | None:
@@ -452,9 +454,18 @@ _STUDY_SETTINGS = (
     "warm_start",
     "auto_stop",
     "baseline",
+    "ensemble",
     "study",
     "device",
 )
+
+
+def _members(manifest: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The delivered ensemble's members (``trial`` and ``weight``); None for one trial."""
+    members = manifest.get("ensemble", {}).get("members")
+    if not members:
+        return None
+    return [{"trial": int(m["trial"]), "weight": float(m["weight"])} for m in members]
 
 
 def _delivered(study: optuna.Study, run_dir: Path) -> LoadedModel:
@@ -655,10 +666,12 @@ _TUNED_DOC = """
 
     ``fit`` runs a dnntune study on the rows given, with the objective of ``dnntune tune``
     (cross-validation on ``folds`` folds with the preprocessing fitted per fold, pruning across
-    folds, the warm start), and keeps its delivered model: the best trial's fold models,
-    whose predictions are averaged. The keywords are ``dnntune.tune``'s settings of the same
-    name; ``space`` is None (the default space), a space file or a dict of its entries, and
-    ``random_state`` is the study's seed (folds, sampler and training).
+    folds, the first trials), and keeps its delivered model, as ``dnntune tune`` delivers it:
+    the ensemble of its best trials chosen on their out-of-fold predictions when it scores
+    better than the best trial, else the best trial's fold models (``ensemble=False``: always
+    the best trial); fold predictions are averaged. The keywords are ``dnntune.tune``'s
+    settings of the same name; ``space`` is None (the default space), a space file or a dict
+    of its entries, and ``random_state`` is the study's seed (folds, sampler and training).
 
     The study lives in ``storage``: by default in this process only (``"memory:"``) and, with
     ``output_dir``, in SQLite in that run folder, which then also keeps the model and the
@@ -669,8 +682,10 @@ _TUNED_DOC = """
     (the best trial's cross-validated metric, e.g. ROC-AUC or log loss: see
     ``study_.direction``), ``best_trial_`` (its number), ``best_index_`` (its row in
     ``cv_results_``), ``cv_results_`` (one entry per finished trial, in
-    ``GridSearchCV.cv_results_``'s shape), ``models_`` (the delivered fold networks),
-    ``notes_``, ``n_features_in_`` and ``feature_names_in_``.
+    ``GridSearchCV.cv_results_``'s shape), ``baseline_`` (gradient boosting's scores on the
+    study's folds, or None), ``ensemble_`` (the delivered ensemble's members,
+    ``[{"trial": n, "weight": w}, ...]``, or None for the best trial alone), ``models_`` (the
+    delivered fold networks), ``notes_``, ``n_features_in_`` and ``feature_names_in_``.
     """
 
 
