@@ -57,6 +57,26 @@ def test_single_class_target(cli, tmp_path: Path) -> None:
     _assert_clean_failure(r, tmp_path, "target 'y' has a single class (1)")
 
 
+def test_a_class_too_rare_for_the_folds(cli, tmp_path: Path) -> None:
+    # Integer labels (ages, counts) may be quantities: the fix names --task regression too.
+    y = [5] * 10 + [6] * 10 + [7] * 10 + [30]
+    pd.DataFrame({"x": [0.5, 1.5] * 15 + [2.5], "y": y}).to_csv(tmp_path / "ages.csv", index=False)
+    r = cli("tune", "--data", "ages.csv", "--target", "y")
+    _assert_clean_failure(
+        r,
+        tmp_path,
+        "class 30 of target 'y' has only 1 rows, fewer than --folds=5; use fewer folds or "
+        "merge rare classes, or --task regression if its values are quantities",
+    )
+    labels = ["a"] * 10 + ["b"] * 10 + ["c"]
+    frame = pd.DataFrame({"x": [0.5, 1.5] * 10 + [2.5], "y": labels})
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    r = cli("tune", "--data", "labels.csv", "--target", "y")
+    _assert_clean_failure(
+        r, tmp_path, "fewer than --folds=5; use fewer folds or merge rare classes\n"
+    )
+
+
 def test_non_numeric_regression_target(cli, tmp_path: Path) -> None:
     pd.DataFrame({"x": range(20), "y": list("abcd") * 5}).to_csv(tmp_path / "s.csv", index=False)
     r = cli("tune", "--data", "s.csv", "--target", "y", "--task", "regression")

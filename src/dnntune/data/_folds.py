@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from dnntune._names import setting_name
+from dnntune._names import setting_example, setting_name
 from dnntune.config import Task
 from dnntune.data._target import Target
 from dnntune.exceptions import DataError
@@ -48,10 +48,16 @@ def assign_folds(
         counts = np.bincount(strat)
         least = int(np.argmin(counts))
         if counts[least] < n_folds and target.task is not Task.MULTILABEL:
+            numbers = all(isinstance(c, int) for c in target.classes)
             raise DataError(
                 f"class {target.classes[least]!r} of target {target.columns[0]!r} has only "
                 f"{counts[least]} rows, fewer than {setting_name('folds')}={n_folds}; use fewer "
                 "folds or merge rare classes"
+                + (
+                    f", or {setting_example('task', 'regression')} if its values are quantities"
+                    if numbers
+                    else ""
+                )
             )
         if groups is not None:
             return _stratified_groups(strat, groups, n_folds, seed)
