@@ -95,6 +95,27 @@ def test_report_files(run) -> None:
     assert os.stat(run_dir / "summary.json").st_mode & 0o044  # not private to the owner
 
 
+def test_report_of_a_study_whose_trials_were_all_pruned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import optuna
+
+    from dnntune.report import render_html
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.6, 0.7):
+        trial = study.ask()
+        trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
+        trial.report(value, 0)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    with caplog.at_level("WARNING", logger="optuna"):
+        path = render_html(study, {"metric": "roc_auc"}, None, tmp_path / "report.html")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
+    text = path.read_text()
+    assert "Optimization history" not in text and "<h2>Intermediate values" in text
+    assert text.count("PRUNED") == 2
+
+
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:

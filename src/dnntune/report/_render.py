@@ -50,10 +50,11 @@ def _figures(study: optuna.Study, imp: dict[str, float], metric: str) -> list[tu
         fig.update_layout(title=None)  # the section heading names the plot
         figs.append((title, fig))
 
-    add(
-        "Optimization history",
-        lambda: _with_baseline(vis.plot_optimization_history(study, target_name=metric), study),
-    )
+    if complete:
+        add(
+            "Optimization history",
+            lambda: _with_baseline(vis.plot_optimization_history(study, target_name=metric), study),
+        )
     if imp:
         add("Parameter importances", lambda: vis.plot_param_importances(study))
     pair = top_pair(imp)
