@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 
 import dnntune
@@ -23,6 +24,8 @@ from dnntune.report import (
     best_so_far,
     importances,
     learning_curves,
+    render_html,
+    render_pngs,
     top_pair,
     trial_table,
     write_report,
@@ -98,10 +101,6 @@ def test_report_files(run) -> None:
 def test_report_of_a_study_whose_trials_were_all_pruned(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import optuna
-
-    from dnntune.report import render_html
-
     study = optuna.create_study(direction="maximize")
     for value in (0.6, 0.7):
         trial = study.ask()
@@ -110,10 +109,13 @@ def test_report_of_a_study_whose_trials_were_all_pruned(
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     with caplog.at_level("WARNING", logger="optuna"):
         path = render_html(study, {"metric": "roc_auc"}, None, tmp_path / "report.html")
+        pngs = render_pngs(study, {"metric": "roc_auc"}, tmp_path / "plots")
     assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
     text = path.read_text()
     assert "Optimization history" not in text and "<h2>Intermediate values" in text
-    assert text.count("PRUNED") == 2
+    assert text.count("<td>pruned</td>") == 2  # both in the trials table
+    # A pruned trial's value is its last running estimate: the learning-rate plot shows it.
+    assert [p.name for p in pngs] == ["intermediate_values.png", "learning_rate.png"]
 
 
 def _chromium() -> str:
