@@ -5,6 +5,7 @@ that opens the study, printed, and drawn in the report."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,29 @@ def test_the_baseline_runs_on_the_fold_column_s_rows_with_the_study_s_metric(
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["baseline"] == baseline.to_dict()
     assert result.study.user_attrs["baseline"] == baseline.to_dict()
+
+
+def test_the_baseline_leaves_the_callers_warning_filters_as_it_found_them(
+    tmp_path: Path, credit_g: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scikit-learn's threaded helpers can leave their warning filters behind after a fit;
+    a fit that always does must not change the filters of the process that asked for it."""
+    settings = {
+        "data": str(credit_g), "target": "target", "folds": 2, "max_folds": 1, "trials": 1,
+        "space": str(write_space(tmp_path / "s.yaml")),
+    }  # fmt: skip
+    dnntune.tune(output_dir=str(tmp_path / "warm"), **settings)  # imports done
+    fit = HistGradientBoostingClassifier.fit
+
+    def fit_leaving_a_filter(self, *args, **kwargs):
+        warnings.simplefilter("ignore")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", fit_leaving_a_filter)
+    filters = list(warnings.filters)
+    result = dnntune.tune(output_dir=str(tmp_path / "run"), **settings)
+    assert result.baseline is not None and np.isfinite(result.baseline.value)
+    assert warnings.filters == filters
 
 
 def test_the_baseline_on_categories_dates_missing_values_and_two_targets(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,12 +68,15 @@ def gbdt_baseline(dataset: Dataset, metric: Metric, n_folds: int, *, seed: int) 
     first ``n_folds`` folds of ``dataset``, scored with ``metric``."""
     started = time.monotonic()
     scores = []
-    for k in range(n_folds):
-        train = dataset.folds != k
-        x_train, x_valid, categorical = _columns(dataset, train)
-        y = dataset.target.values
-        predictions = _fit_predict(x_train, y[train], x_valid, dataset, categorical, seed)
-        scores.append(float(metric(y[~train], predictions, dataset.task)))
+    # scikit-learn's threaded helpers each swap the process's warning filters in and out, and
+    # two threads doing so can leave one swap in place after the fit: restore the caller's.
+    with warnings.catch_warnings():
+        for k in range(n_folds):
+            train = dataset.folds != k
+            x_train, x_valid, categorical = _columns(dataset, train)
+            y = dataset.target.values
+            predictions = _fit_predict(x_train, y[train], x_valid, dataset, categorical, seed)
+            scores.append(float(metric(y[~train], predictions, dataset.task)))
     value = float(np.mean(scores)) if all(map(math.isfinite, scores)) else math.nan
     seconds = round(time.monotonic() - started, 2)
     return Baseline(MODEL, metric.name.value, value, scores, seconds)
