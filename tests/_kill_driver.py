@@ -169,7 +169,7 @@ def _inspect(run_dir: Path) -> dict[str, Any]:
         states = [t.state.name for t in trials]
         found["states"] = {s: states.count(s) for s in set(states)}
     if (run_dir / "model" / "manifest.json").is_file():
-        number = json.loads((run_dir / "model" / "manifest.json").read_text())["trial_number"]
+        number = json.loads((run_dir / "model" / "manifest.json").read_text())["best_trial"]
         found["model_trial_state"] = trials[number].state.name
         from sklearn.datasets import load_breast_cancer
 

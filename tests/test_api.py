@@ -48,7 +48,7 @@ def test_tune_returns_study_params_value_and_trained_model(tmp_path: Path, credi
     assert len(result.models) == 3
     # The saved model reproduces the in-memory one and its validation score.
     loaded = load_model(tmp_path / "run" / "model")
-    assert loaded.manifest["value"] == pytest.approx(result.best_value)
+    assert loaded.manifest.best_value == pytest.approx(result.best_value)
     x = torch.randn(4, loaded.preprocessors[0].n_features)
     with torch.inference_mode():
         np.testing.assert_allclose(loaded.models[0](x).numpy(), model(x).numpy(), rtol=1e-6)

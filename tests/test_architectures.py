@@ -50,7 +50,7 @@ def test_each_architecture_and_embedding_trains_saves_loads_and_predicts_identic
     )  # fmt: skip
     assert r.returncode == 0, r
     manifest = json.loads((run / "model" / "manifest.json").read_text())
-    arch = manifest["architecture"]
+    arch = manifest["members"][0]["architecture"]
     assert (arch["architecture"], arch["num_embeddings"]) == (architecture, embeddings)
     # The loaded fold models give exactly the out-of-fold predictions made in training.
     loaded = load_model(run)

@@ -41,8 +41,7 @@ def test_default_main_job_prints_best_trial_and_model(cli, tmp_path: Path) -> No
     manifest = json.loads((out / "model" / "manifest.json").read_text())
     assert manifest["task"] == "binary"
     # The model is the best trial, or the ensemble of trials that beats it out of fold.
-    members = [m["trial"] for m in manifest.get("ensemble", {}).get("members", [])]
-    trials_kept = members or [summary["best_trial"]]
+    trials_kept = [m["trial"] for m in manifest["members"]]
     assert summary["best_trial"] in trials_kept
     assert sorted(
         p.name for p in (out / "model").iterdir() if not p.name.startswith(".")
@@ -370,7 +369,7 @@ def test_two_regression_targets_tune_predict_and_show(cli, tmp_path: Path, wine:
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["task"] == "regression" and summary["metric"] == "rmse"
     manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
-    assert manifest["architecture"]["d_out"] == 2
+    assert manifest["members"][0]["architecture"]["d_out"] == 2
     assert all(len(f["y_shift"]) == len(f["y_scale"]) == 2 for f in manifest["folds"])
     out = cli("predict", "run", "--data", str(wine), "--output", "pred.csv")
     assert out.returncode == 0, out

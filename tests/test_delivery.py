@@ -222,15 +222,17 @@ def _damaged(tmp_path: Path, run: Path, change) -> Path:
             "names weights '../../secret.safetensors' outside its folder",
         ),
         (
-            lambda m: m["architecture"].update(hidden_size=-3),
+            lambda m: m["members"][0]["architecture"].update(hidden_size=-3),
             "has an invalid architecture: hidden_size must be >= 1, but got -3",
         ),
         (
-            lambda m: m["architecture"].update(hidden_size=10**9),  # would allocate petabytes
+            lambda m: m["members"][0]["architecture"].update(
+                hidden_size=10**9
+            ),  # would allocate petabytes
             "has an invalid architecture: hidden_size must be <= 16384, but got 1000000000",
         ),
         (
-            lambda m: m["architecture"].update(module="os.system"),
+            lambda m: m["members"][0]["architecture"].update(module="os.system"),
             "has no valid architecture (it needs activation, architecture, batch_norm, ",
         ),
         (lambda m: m.pop("folds"), "lacks 'folds'; restore the model folder or tune again"),
@@ -316,12 +318,12 @@ def test_refit_trains_on_all_rows_and_predicts(
     assert r.returncode == 0, r
     manifest = json.loads((copy / "model" / "manifest.json").read_text())
     (refit,) = manifest["refit"]
-    assert refit["trial"] == manifest["trial_number"] and refit["rows"] == 1000
+    assert refit["trial"] == manifest["best_trial"] and refit["rows"] == 1000
     assert refit["epochs"] == 1
     assert (copy / "model" / refit["weights"]).is_file()
     # It follows the folds' cosine schedule over their full budget: after 1 of 4 epochs its rate
     # has decayed only as far as theirs had then (a 1-epoch schedule would have reached 0).
-    params = manifest["params"]
+    params = manifest["members"][0]["params"]
     assert (refit["lr_schedule"], refit["schedule_epochs"]) == ("cosine", params["epochs"])
     expected_rate = params["learning_rate"] * (1 + math.cos(math.pi * 1 / params["epochs"])) / 2
     assert refit["final_learning_rate"] == pytest.approx(expected_rate, rel=1e-6)
@@ -346,7 +348,7 @@ def test_an_ensemble_per_fold_is_saved_loaded_and_refit(
         output_dir=str(tmp_path / "run"),
     )
     manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
-    assert manifest["architecture"]["ensemble_size"] == 3
+    assert manifest["members"][0]["architecture"]["ensemble_size"] == 3
     r = cli("show", "run")
     assert r.returncode == 0, r
     assert "members=3" in r.stdout

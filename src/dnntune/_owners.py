@@ -70,8 +70,12 @@ def _gone(recorded: str, host: str) -> bool:
     return False
 
 
-def end_orphans(study: optuna.Study, saved: tuple[int, float] | None = None) -> Orphans:
-    """End the RUNNING trials whose process on this machine is gone.
+def end_orphans(
+    study: optuna.Study, saved: tuple[int, float] | None = None, *, every_running: bool = False
+) -> Orphans:
+    """End the RUNNING trials whose process on this machine is gone (with ``every_running``,
+    every RUNNING trial: a storage only this run writes, such as the journal file of a
+    coordinator about to start its workers, which has no heartbeat).
 
     ``saved`` is the delivered model's (trial number, value): a trial is saved once all its
     folds are scored, before the storage hears of it, so that trial is told complete with that
@@ -81,7 +85,7 @@ def end_orphans(study: optuna.Study, saved: tuple[int, float] | None = None) -> 
     host = socket.gethostname()
     ended = Orphans()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _is_orphan(trial, host):
+        if not every_running and not _is_orphan(trial, host):
             continue
         with contextlib.suppress(RuntimeError, ValueError):  # finished or failed meanwhile
             if saved is not None and saved[0] == trial.number:

@@ -436,9 +436,9 @@ def predict(
     with atomic_path(output) as tmp:
         _write_table(predictions, tmp, output)
     n = len(predictor.loaded.models)
-    members = predictor.manifest.get("ensemble", {}).get("members", [])
+    members = predictor.manifest.members
     kind = f"refit model{'s' if n > 1 else ''}" if refit else f"{n} fold models"
-    if members:
+    if len(members) > 1:
         kind += f" of an ensemble of {len(members)} trials"
     typer.echo(f"wrote {output} ({len(predictions)} rows, {kind})")
 
@@ -448,65 +448,9 @@ def show(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],
 ) -> None:
     """Print what a tuned model is: task, metric, parameters, architecture, data, versions."""
-    from dnntune.inference import load
+    from dnntune.artifacts import describe_model, load_model
 
-    predictor = load(run_dir)
-    m = predictor.manifest
-    data = m["data"]
-    classes = f", classes {m['classes']}" if m["classes"] else ""
-    refit = m.get("refit")  # present once dnntune refit ran
-    plan = predictor.loaded.preprocessors[0].plan
-    roles = [("numeric", plan.numeric), ("dates", plan.datetime), ("categorical", plan.categorical)]
-    copies = predictor.loaded.preprocessors[0].copies_
-    copy_line = "none"
-    if copies is not None:
-        copy_line = (
-            f"{copies.n_features} inputs from identical training rows ({copies.share:.0%} of "
-            f"fold {m['folds'][0]['fold']}'s training rows have one)"
-        )
-    members = (m.get("ensemble") or {}).get("members", [])
-    n_best = sum(int(f.get("trial", m["trial_number"])) == m["trial_number"] for f in m["folds"])
-    blend = ", ".join(f"trial {e['trial']} x{e['weight']:.2f}" for e in members)
-    lines = [
-        f"Model of trial {m['trial_number']} (saved {m['created_at']})"
-        if not members
-        else f"Ensemble of {len(members)} trials ({blend}); best trial {m['trial_number']} "
-        f"(saved {m['created_at']})",
-        f"  task:        {m['task']}{classes}",
-        f"  target:      {', '.join(m['target'])}",
-        f"  metric:      {m['metric']} ({m['direction']}): CV {m['value']:.6f} "
-        f"(best trial, mean of {n_best} fold{'' if n_best == 1 else 's'}), "
-        f"out-of-fold {m['oof_value']:.6f}{' (the ensemble)' if members else ''}",
-        f"  parameters:  {m['params']}",
-        f"  network:     {_network(m.get('architecture') or members[0]['architecture'])}",
-        f"  data:        {data['source']} ({data['rows']} rows, sha256 {data['sha256']})",
-        f"  columns:     {len(m['columns'])} used",
-        *(f"    {role + ':':<13}{', '.join(names)}" for role, names in roles if names),
-        f"  ignored:     {m['ignored_columns'] or 'none'}",
-        f"  copies:      {copy_line}",
-        "  refit:       "
-        + (
-            "; ".join(
-                f"trial {r['trial']}: {r['epochs']} epochs on {r['rows']} rows" for r in refit
-            )
-            if refit
-            else "none"
-        ),
-        f"  versions:    {m['versions']}",
-        "Architecture:",
-        str(predictor.loaded.models[0]),
-    ]
-    typer.echo("\n".join(lines))
-
-
-def _network(arch: dict[str, Any]) -> str:
-    """A network's shape in words: its architecture, members, size and input embeddings."""
-    kind, k = arch["architecture"], arch["ensemble_size"]
-    members = f" (k={k})" if kind != "mlp" else f" ({k} members)" if k > 1 else ""
-    text = f"{kind}{members}, {arch['num_layers']} x {arch['hidden_size']}"
-    if arch["num_embeddings"] != "none":
-        text += f", {arch['num_embeddings']} embeddings of {arch['d_embedding']} per numeric column"
-    return text
+    typer.echo(describe_model(load_model(run_dir)))
 
 
 @app.command("report")

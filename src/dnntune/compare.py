@@ -44,7 +44,7 @@ class CompareResult:
 
 
 def _run(config: TuneConfig, threads: int | None = None) -> float:
-    from dnntune.study import tune_config
+    from dnntune.study import run_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # fresh in a spawned process
     if threads:
@@ -52,7 +52,7 @@ def _run(config: TuneConfig, threads: int | None = None) -> float:
 
         # Parallel runs share the cores: more threads than cores makes every step crawl.
         torch.set_num_threads(threads)
-    return tune_config(config).wall_time_s
+    return run_study(config).wall_time_s
 
 
 def _reach(curve: pd.DataFrame, target: float, maximize: bool) -> tuple[float, float]:

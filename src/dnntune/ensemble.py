@@ -26,31 +26,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from dnntune.artifacts import (
-    FORMAT_VERSION,
+    ModelManifest,
     OutOfFold,
+    RunRecord,
     atomic_path,
-    locked,
+    member,
     model_dir,
-    now_iso,
     oof_frame,
     out_of_fold,
     read_manifest,
-    read_summary,
-    replace_manifest,
-    write_csv,
+    record_in_summary,
     write_json,
-    write_weights,
+    write_model,
 )
 from dnntune.config import Task
 from dnntune.engine import METRICS, Metric
 from dnntune.exceptions import DataError
-from dnntune.objective import BestModel, model_kwargs
+from dnntune.objective import TrialModels
 
 __all__ = ["POOL", "Pool", "PoolEntry", "Selection", "ensemble_run", "select"]
 
@@ -107,17 +104,17 @@ class Pool:
         sign = -1.0 if self.metric.direction == "maximize" else 1.0
         return sorted(out, key=lambda e: (sign * e.value, e.trial))
 
-    def add(self, best: BestModel, task: Task, info: dict[str, Any]) -> None:
+    def add(self, best: TrialModels, record: RunRecord) -> None:
         """Keep a completed trial when it is among the ``size`` best; drop the one it pushes
-        out. ``info`` is the run's (row ids and folds of the dataset's rows)."""
-        oof = out_of_fold(best, task)
+        out. ``record`` is the run's (the file rows and folds of the dataset's rows)."""
+        oof = out_of_fold(best, record.task)
         if oof is None or not math.isfinite(best.value):
             return
         entries = self.entries()
         if len(entries) >= self.size and not self.metric.better(best.value, entries[-1].value):
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._write_shared(best, oof, info)
+        self._write_shared(best, oof, record)
         tensors = {"oof": torch.from_numpy(np.ascontiguousarray(oof.predictions, np.float32))}
         for fold, state in zip(best.folds, best.states, strict=True):
             tensors.update({f"fold{fold.index}.{k}": v.contiguous() for k, v in state.items()})
@@ -145,18 +142,16 @@ class Pool:
         for extra in self.entries()[self.size :]:
             extra.path.unlink(missing_ok=True)
 
-    def _write_shared(self, best: BestModel, oof: OutOfFold, info: dict[str, Any]) -> None:
+    def _write_shared(self, best: TrialModels, oof: OutOfFold, record: RunRecord) -> None:
         """The rows, folds and targets of the out-of-fold predictions, and each fold's
         preprocessing: written by the first trial that gets there."""
         truth = self.directory / TRUTH
         if not truth.is_file():
-            row_ids = info.get("row_ids")
+            row_ids, folds = record.file_rows(oof.rows)
             arrays = {
                 "rows": oof.rows.astype(np.int64),
-                "row_ids": (row_ids[oof.rows] if row_ids is not None else oof.rows).astype(
-                    np.int64
-                ),
-                "folds": np.asarray(info["fold_ids"])[oof.rows].astype(np.int64),
+                "row_ids": np.asarray(row_ids, dtype=np.int64),
+                "folds": np.asarray(folds, dtype=np.int64),
                 "truth": np.ascontiguousarray(oof.truth),
             }
             with atomic_path(truth) as tmp:
@@ -165,6 +160,13 @@ class Pool:
             path = self.directory / f"fold{fold.index}.json"
             if not path.is_file():
                 write_json(path, fold.preprocessor.to_dict())
+
+    def preprocessing(self, fold: int) -> dict[str, Any]:
+        """Fold ``fold``'s fitted preprocessing, as every pooled trial of the study used it."""
+        data: dict[str, Any] = json.loads(
+            (self.directory / f"fold{fold}.json").read_text(encoding="utf-8")
+        )
+        return data
 
     def truth(self) -> dict[str, np.ndarray]:
         path = self.directory / TRUTH
@@ -252,8 +254,8 @@ def ensemble_run(run_dir: str | Path, *, rounds: int = 20, deliver: bool = True)
     run_dir = Path(run_dir)
     directory = model_dir(run_dir)
     manifest = read_manifest(directory)
-    metric = METRICS[manifest["metric"]]
-    task = Task(manifest["task"])
+    metric = METRICS[manifest.metric]
+    task = manifest.task
     pool = Pool(run_dir, 0, metric)
     truth = pool.truth()
     entries = [e for e in pool.entries() if _covers(e, len(truth["rows"]))]
@@ -273,18 +275,14 @@ def ensemble_run(run_dir: str | Path, *, rounds: int = 20, deliver: bool = True)
     )
     selection.delivered = deliver and len(chosen) > 1 and metric.better(value, best_value)
     members = selection.members if selection.delivered else [(best.trial, 1.0)]
-    if members != _delivered(manifest):
+    if members != [(m.trial, m.weight) for m in manifest.members]:
         blend = predictions[0]
         if selection.delivered:
             blend = np.sum([w * predictions[j] for j, w in chosen], axis=0)
         by_trial = {e.trial: e for e in entries}
         oof = OutOfFold(truth["rows"], blend, truth["truth"])
-        _save(directory, manifest, [(by_trial[t], w) for t, w in members], oof, truth, pool)
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        summary = read_summary(run_dir)
-        summary["ensemble"] = selection.to_dict()
-        write_json(summary_path, summary)
+        _save(directory, [(by_trial[t], w) for t, w in members], oof, truth, pool)
+    record_in_summary(run_dir, "ensemble", selection.to_dict())
     return selection
 
 
@@ -296,93 +294,46 @@ def _covers(entry: PoolEntry, n_rows: int) -> bool:
         return False
 
 
-def _delivered(manifest: dict[str, Any]) -> list[tuple[int, float]]:
-    ensemble = manifest.get("ensemble")
-    if not ensemble:
-        return [(int(manifest["trial_number"]), 1.0)]
-    return [(int(m["trial"]), float(m["weight"])) for m in ensemble["members"]]
-
-
 def _save(
     directory: Path,
-    manifest: dict[str, Any],
     members: list[tuple[PoolEntry, float]],
     oof: OutOfFold,
     truth: dict[str, np.ndarray],
     pool: Pool,
 ) -> None:
-    """Write ``members`` as the model folder, under its lock: each member's fold models (named
-    as a single trial's are), the blend's out-of-fold predictions, then the manifest. A single
-    member is written as the best trial's model is; the top of an ensemble's manifest still
-    describes the best trial (what resuming and workers compare new trials with)."""
-    with locked(directory):
-        single = len(members) == 1
-        folds = [
-            _fold_entry(directory, entry, fold, pool, tagged=not single)
+    """Deliver ``members`` in the model folder: each member's fold models, the blend's
+    out-of-fold predictions, then the manifest. The run's record and the study's best trial
+    (what resuming and workers compare new trials with) stay as the folder had them."""
+    with write_model(directory) as writer:
+        current = writer.current
+        if current is None:
+            raise DataError(f"the model folder {str(directory)!r} lost its manifest; tune again")
+        folds = tuple(
+            writer.fold_network(
+                entry.trial,
+                int(fold["fold"]),
+                entry.fold_state(int(fold["fold"])),
+                preprocessing=pool.preprocessing(int(fold["fold"])),
+                y_shift=fold["y_shift"],
+                y_scale=fold["y_scale"],
+                score=fold["score"],
+                best_epoch=fold["best_epoch"],
+            )
             for entry, _ in members
             for fold in entry.folds
-        ]
-        top = members[0][0]
-        name = f"trial{top.trial}_oof.csv" if single else "ensemble_oof.csv"
-        info = {k: manifest[k] for k in ("task", "classes", "target")}
-        write_csv(directory / name, _oof_csv(oof, truth, info))
-        metric = METRICS[manifest["metric"]]
-        run_keys = ("folds", "refit", "ensemble", "oof_value", "oof_predictions", "created_at")
-        out = {k: v for k, v in manifest.items() if k not in run_keys}
-        out.update(format_version=FORMAT_VERSION, created_at=now_iso())
-        if single:
-            out.update(
-                trial_number=top.trial,
-                value=top.value,
-                params=top.params,
-                architecture=_architecture(top),
-            )
-        else:
-            out["ensemble"] = {
-                "members": [
-                    {
-                        "trial": e.trial,
-                        "weight": w,
-                        "value": e.value,
-                        "params": e.params,
-                        "architecture": _architecture(e),
-                    }
-                    for e, w in members
-                ]
-            }
-        out["oof_value"] = float(metric(oof.truth, oof.predictions, Task(manifest["task"])))
-        out["oof_predictions"] = name
-        out["folds"] = folds
-        replace_manifest(directory, out)
-
-
-def _fold_entry(
-    directory: Path, entry: PoolEntry, fold: dict[str, Any], pool: Pool, *, tagged: bool
-) -> dict[str, Any]:
-    """One fold model of a pooled trial, written into the model folder; its manifest entry
-    (``trial`` names the member it belongs to, in an ensemble)."""
-    k = int(fold["fold"])
-    preprocessing = (pool.directory / f"fold{k}.json").read_text(encoding="utf-8")
-    return {
-        **({"trial": entry.trial} if tagged else {}),
-        "fold": k,
-        **write_weights(directory, f"trial{entry.trial}_fold{k}.safetensors", entry.fold_state(k)),
-        "score": fold["score"],
-        "best_epoch": fold["best_epoch"],
-        "y_shift": fold["y_shift"],
-        "y_scale": fold["y_scale"],
-        "preprocessing": json.loads(preprocessing),
-    }
-
-
-def _architecture(entry: PoolEntry) -> dict[str, Any]:
-    return {"d_out": entry.d_out, **model_kwargs(entry.params)}
-
-
-def _oof_csv(oof: OutOfFold, truth: dict[str, np.ndarray], info: dict[str, Any]) -> pd.DataFrame:
-    n = int(oof.rows.max()) + 1 if len(oof.rows) else 0
-    folds = np.zeros(n, dtype=np.int64)
-    folds[oof.rows] = truth["folds"]
-    row_ids = np.zeros(n, dtype=np.int64)
-    row_ids[oof.rows] = truth["row_ids"]
-    return oof_frame(oof, folds, info, row_ids)
+        )
+        single = len(members) == 1
+        name = f"trial{members[0][0].trial}_oof.csv" if single else "ensemble_oof.csv"
+        frame = oof_frame(
+            oof, truth["row_ids"], truth["folds"], current.task, current.classes, current.target
+        )
+        writer.csv(name, frame)
+        metric = METRICS[current.metric]
+        manifest: ModelManifest = current.replace(
+            members=tuple(member(e.trial, w, e.value, e.params, e.d_out) for e, w in members),
+            folds=folds,
+            refit=(),
+            oof_value=float(metric(oof.truth, oof.predictions, current.task)),
+            oof_predictions=name,
+        )
+        writer.commit(manifest)

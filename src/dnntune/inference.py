@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from dnntune._names import did_you_mean, setting_name, short_list
-from dnntune.artifacts import LoadedModel, load_model, prediction_frame
+from dnntune.artifacts import LoadedModel, ModelManifest, load_model, prediction_frame
 from dnntune.config import Task
 from dnntune.data import refuse_unbounded, unparsed_dates_note, unparsed_values
 from dnntune.engine import predict_outputs, predictions_from_outputs
@@ -33,23 +32,23 @@ class Predictor:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> ModelManifest:
         return self.loaded.manifest
 
     @property
     def task(self) -> Task:
-        return Task(self.manifest["task"])
+        return self.manifest.task
 
     @property
     def required_columns(self) -> list[str]:
-        return list(self.manifest["columns"])
+        return list(self.manifest.columns)
 
     def check_columns(self, frame: pd.DataFrame) -> None:
         """Raise for missing columns (listed by name); note extra ones."""
         known = {
             *self.required_columns,
-            *self.manifest["ignored_columns"],
-            *self.manifest["target"],
+            *self.manifest.ignored_columns,
+            *self.manifest.target,
         }
         extra = [c for c in frame.columns if c not in known]
         missing = [c for c in self.required_columns if c not in set(frame.columns)]
@@ -116,8 +115,8 @@ class Predictor:
         out = prediction_frame(
             self.predict_array(frame),
             self.task,
-            self.manifest["classes"] or [],
-            self.manifest["target"],
+            self.manifest.classes or [],
+            self.manifest.target,
         )
         if id_column is not None:
             out.insert(0, id_column, frame[id_column].to_numpy())

@@ -32,15 +32,17 @@ from dnntune.model import make_model
 from dnntune.space import FixedParam, IntParam, SearchSpace, suggest
 
 __all__ = [
-    "BestModel",
     "Objective",
+    "TrialModels",
     "TrialOutOfMemory",
     "auto_batch_size",
     "cv_step",
     "epoch_slot",
+    "fold_count",
     "is_out_of_memory",
     "model_kwargs",
     "running_estimate",
+    "train_network",
     "training_kwargs",
 ]
 
@@ -58,6 +60,11 @@ def running_estimate(finished_scores: list[float], best_in_fold: float) -> float
 def auto_batch_size(n_train: int) -> int:
     """A power of two near ``n_train / 50``, between 32 and 512."""
     return int(min(512, max(32, 2 ** round(math.log2(max(n_train, 1) / 50)))))
+
+
+def fold_count(training: Training, dataset: Dataset) -> int:
+    """The folds each trial trains: all of the dataset's, or the first ``max_folds``."""
+    return min(training.max_folds or dataset.n_folds, dataset.n_folds)
 
 
 def epoch_slot(space: SearchSpace) -> int:
@@ -106,8 +113,9 @@ def training_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class BestModel:
-    """The fold models of the best trial so far (CPU state dicts) and their preprocessing."""
+class TrialModels:
+    """A completed trial's fold models (CPU state dicts), their preprocessing, out-of-fold
+    outputs and validation rows."""
 
     trial_number: int
     value: float
@@ -129,6 +137,41 @@ class BestModel:
         )
         model.load_state_dict(self.states[i])
         return model.eval()
+
+
+def train_network(
+    fold: PreparedFold,
+    params: dict[str, Any],
+    *,
+    d_out: int,
+    metric: Metric,
+    patience: int,
+    seed: int,
+    epochs: int | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> tuple[nn.Module, FitResult]:
+    """The one way a configuration is trained on a fold's rows, by the study's trials, refit and
+    the estimators: a network made from ``params`` (initialized from ``seed``) on the fold's
+    device, trained by ``engine.fit`` with early stopping, its best epoch restored. ``epochs``
+    stops it earlier than ``params["epochs"]`` with the learning-rate schedule still spanning
+    the full budget (refit stops where the folds were best)."""
+    device = fold.tensors.x_train.device
+    torch.manual_seed(seed)
+    model = make_model(layout=fold.preprocessor.layout(), d_out=d_out, **model_kwargs(params))
+    model = model.to(device)
+    training = training_kwargs(params)
+    if epochs is not None:
+        training.update(epochs=epochs, schedule_epochs=params["epochs"])
+    result = fit(
+        model,
+        fold.tensors,
+        metric=metric,
+        **training,
+        patience=patience,
+        generator=torch.Generator(device=device).manual_seed(seed),
+        on_epoch=on_epoch,
+    )
+    return model, result
 
 
 # The parameters that decide a trial's memory, named when it runs out.
@@ -175,9 +218,10 @@ class _TrialRun:
 
 
 class Objective:
-    """Callable objective for ``study.optimize``; keeps the best trial's fold models.
+    """Callable objective for ``study.optimize``; keeps the best trial's fold models (``best``).
 
-    ``on_trial`` hears of each completed trial's fold models, ``on_new_best`` of the best's.
+    ``on_trial`` hears of each completed trial's fold models, ``on_new_best`` of those of a
+    trial better than ``best_value`` (the study's best when the objective is made).
 
     ``folds`` gives each fold's prepared tensors; ``training`` the folds each trial runs and
     the early-stopping patience; ``deadline`` (``time.monotonic()``) ends a trial in flight.
@@ -193,8 +237,8 @@ class Objective:
         seed: int = 42,
         deadline: float | None = None,
         best_value: float | None = None,
-        on_new_best: Callable[[BestModel], object] | None = None,
-        on_trial: Callable[[BestModel], object] | None = None,
+        on_new_best: Callable[[TrialModels], object] | None = None,
+        on_trial: Callable[[TrialModels], object] | None = None,
     ) -> None:
         self.dataset: Dataset = folds.dataset
         self.space = space
@@ -202,11 +246,11 @@ class Objective:
         self.folds = folds
         self.device = folds.device
         self.patience = training.patience
-        self.n_folds = min(training.max_folds or self.dataset.n_folds, self.dataset.n_folds)
+        self.n_folds = fold_count(training, self.dataset)
         self.seed = seed
         self.deadline = deadline
         self.best_value = best_value
-        self.best: BestModel | None = None
+        self.best: TrialModels | None = None
         self.on_new_best = on_new_best
         self.on_trial = on_trial
         self.epoch_slot = epoch_slot(space)
@@ -271,17 +315,13 @@ class Objective:
         params = run.params
         params["batch_size"] = params["batch_size"] or auto_batch_size(fold.tensors.n_train)
         seed = (self.seed * 1_000_003 + run.trial.number * 101 + k) % (2**63)
-        torch.manual_seed(seed)
-        model = make_model(
-            layout=fold.preprocessor.layout(), d_out=self.d_out, **model_kwargs(params)
-        ).to(self.device)
-        result: FitResult = fit(
-            model,
-            fold.tensors,
+        model, result = train_network(
+            fold,
+            params,
+            d_out=self.d_out,
             metric=self.metric,
-            **training_kwargs(params),
             patience=self.patience,
-            generator=torch.Generator(device=self.device).manual_seed(seed),
+            seed=seed,
             on_epoch=_EpochReport(self, run, k),
         )
         run.scores.append(result.best_score)
@@ -295,9 +335,9 @@ class Objective:
             run.record("timeout")
             raise optuna.TrialPruned("the study's timeout was reached during this trial")
 
-    def _models(self, run: _TrialRun, value: float) -> BestModel:
+    def _models(self, run: _TrialRun, value: float) -> TrialModels:
         """A completed trial's fold models, out-of-fold outputs and validation rows."""
-        return BestModel(
+        return TrialModels(
             run.trial.number,
             value,
             dict(run.params),

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
 
 from dnntune._names import setting_example, setting_name
 from dnntune._signals import raise_if_interrupted
@@ -43,10 +42,10 @@ from dnntune.study import (
     TuneResult,
     prepare_run,
     run_baseline,
+    run_study,
     run_trials,
     start_or_resume,
 )
-from dnntune.study import tune_config as tune_here
 
 __all__ = ["default_parallel_storage", "run_worker", "tune_config"]
 
@@ -63,7 +62,7 @@ def tune_config(
 ) -> TuneResult:
     """Run (or resume) a study; with ``run.jobs > 1`` in worker processes sharing its storage."""
     if config.run.jobs <= 1:
-        return tune_here(config, show_progress=show_progress, on_note=on_note)
+        return run_study(config, show_progress=show_progress, on_note=on_note)
     return _coordinate(config, show_progress=show_progress, on_note=on_note)
 
 
@@ -80,10 +79,10 @@ def _coordinate(
             "or pass a PostgreSQL URL"
         )
     config = config.replace(storage=url)
-    prepared = prepare_run(config, on_note=on_note)
+    # A journal file has no heartbeat: before the workers start, a trial still RUNNING was
+    # left by a dead earlier run.
+    prepared = prepare_run(config, on_note=on_note, stale_running=url.startswith("journal:"))
     study = prepared.study
-    if url.startswith("journal:"):
-        _fail_stale_running(study)
     done = len(prepared.finished)
     total = config.search.n_trials
     run_baseline(prepared)
@@ -154,13 +153,6 @@ def ticket_taker(path: Path) -> Callable[[], bool]:
             return True
 
     return take
-
-
-def _fail_stale_running(study: optuna.Study) -> None:
-    """Mark trials left RUNNING by a dead earlier run as failed (journal storage only)."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        with contextlib.suppress(RuntimeError, ValueError):  # finished meanwhile
-            study.tell(trial.number, state=TrialState.FAIL)
 
 
 def _watch(

@@ -1,7 +1,7 @@
 """Run a tuning study in this process: prepare the run, run its trials, write its outputs.
 
 :func:`prepare_run` checks the input and opens (or creates) the study; :func:`run_trials` runs
-trials on it; :func:`tune_config` is the two for one process, with the outputs written at the
+trials on it; :func:`run_study` is the two for one process, with the outputs written at the
 end. Workers that share a study (``dnntune.parallel``) use the same parts.
 """
 
@@ -22,14 +22,21 @@ from torch import nn
 
 from dnntune._names import Message, first_line, setting_name
 from dnntune._owners import end_orphans
-from dnntune.artifacts import read_manifest, run_info, save_model, saved_trial, write_run_outputs
+from dnntune.artifacts import (
+    load_model,
+    read_manifest,
+    run_record,
+    save_trial,
+    saved_trial,
+    write_run_outputs,
+)
 from dnntune.baseline import BASELINE_ATTR, Baseline, gbdt_baseline
 from dnntune.config import CONFIG_FORMAT, SamplerName, TuneConfig
 from dnntune.data import FOLD_CACHE_SHARE, Dataset, FoldCache, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
 from dnntune.ensemble import POOL, Pool, Selection, ensemble_run
 from dnntune.exceptions import ConfigError, DataError, StorageError, TrialOutOfMemory
-from dnntune.objective import BestModel, Objective
+from dnntune.objective import Objective, TrialModels, epoch_slot, fold_count
 from dnntune.pruners import make_pruner
 from dnntune.samplers import make_sampler
 from dnntune.space import SearchSpace, default_space, load_space
@@ -41,9 +48,9 @@ __all__ = [
     "TuneResult",
     "prepare_run",
     "run_baseline",
+    "run_study",
     "run_trials",
     "start_or_resume",
-    "tune_config",
 ]
 
 CONFIG_ATTR = "dnntune_config"
@@ -58,7 +65,7 @@ class TuneResult:
     study: optuna.Study
     metric: Metric
     run_dir: Path
-    best: BestModel | None
+    best: TrialModels | None
     notes: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
     dataset: Dataset | None = field(default=None, repr=False)
@@ -83,8 +90,6 @@ class TuneResult:
             return self.best.build(0)
         saved = self.run_dir / "model" / "manifest.json"
         if saved.is_file():  # the best trial ran in another process or an earlier run
-            from dnntune.artifacts import load_model
-
             return load_model(self.run_dir).models[0]
         return None
 
@@ -135,7 +140,7 @@ class PreparedRun:
         manifest = run_dir / "model" / "manifest.json"
         if not manifest.is_file() or not (run_dir / POOL).is_dir():
             return
-        if not search.ensemble and "ensemble" not in read_manifest(manifest.parent):
+        if not search.ensemble and not read_manifest(manifest.parent).is_ensemble:
             return
         try:
             selection = ensemble_run(
@@ -183,6 +188,7 @@ def prepare_run(
     sampler_seed: int | None = None,
     memory_share: float = FOLD_CACHE_SHARE,
     worker: bool = False,
+    stale_running: bool = False,
     dataset: Dataset | None = None,
     space: SearchSpace | None = None,
 ) -> PreparedRun:
@@ -194,7 +200,8 @@ def prepare_run(
     memory free, what the folds kept prepared between trials may take. ``worker``: a worker
     joining a study created elsewhere (it may read the data from another path). ``dataset``
     and ``space``: built in memory (the scikit-learn estimators' rows and space), in place of
-    the configured file and space file.
+    the configured file and space file. ``stale_running``: every trial still RUNNING was left
+    by a dead earlier run (a coordinator's journal file, which has no heartbeat).
 
     Workers' RDB storages record a heartbeat per running trial; trials left RUNNING by a
     process of this machine that died without a word are ended (``dnntune._owners``)."""
@@ -216,25 +223,28 @@ def prepare_run(
     device = resolve_device(config.training.device)
     folds = FoldCache(dataset, device, config.fold_preprocessing, share=memory_share, on_note=notes)
     deadline = started + search.timeout if search.timeout else None
-    objective = Objective(
-        space, metric, folds, config.training, seed=config.seed, deadline=deadline
-    )
-    pruner = make_pruner(
-        search.pruner, epoch_slot=objective.epoch_slot, max_steps=objective.max_steps
-    )
+    slot, n_folds = epoch_slot(space), fold_count(config.training, dataset)
+    pruner = make_pruner(search.pruner, epoch_slot=slot, max_steps=n_folds * slot)
     study = _open_study(config, metric, choice.sampler, pruner, space, worker=worker)
-    orphans = end_orphans(study, saved_trial(config.run_dir / "model")).note()
+    model_folder = config.run_dir / "model"
+    orphans = end_orphans(study, saved_trial(model_folder), every_running=stale_running).note()
     if orphans is not None:
         notes(orphans)
-    if any(t.state is TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-        objective.best_value = study.best_value
-    info = run_info(config, dataset, metric)
-    objective.on_new_best = lambda best: save_model(
-        best, config.run_dir / "model", info, only_if_better=metric.better
+    record = run_record(config, dataset, metric)
+    pool = Pool(config.run_dir, search.ensemble_pool, metric) if search.ensemble else None
+    objective = Objective(
+        space,
+        metric,
+        folds,
+        config.training,
+        seed=config.seed,
+        deadline=deadline,
+        best_value=_best_value(study),
+        on_new_best=lambda models: save_trial(
+            models, model_folder, record, only_if_better=metric.better
+        ),
+        on_trial=None if pool is None else lambda models: pool.add(models, record),
     )
-    if config.search.ensemble:
-        pool = Pool(config.run_dir, config.search.ensemble_pool, metric)
-        objective.on_trial = lambda models: pool.add(models, dataset.task, info)
     return PreparedRun(
         config=config,
         dataset=dataset,
@@ -248,6 +258,13 @@ def prepare_run(
         deadline=deadline,
         callbacks=_auto_stop(config, objective, notes),
     )
+
+
+def _best_value(study: optuna.Study) -> float | None:
+    """The study's best value so far (None before a trial completed)."""
+    if any(t.state is TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        return study.best_value
+    return None
 
 
 def _auto_stop(
@@ -455,7 +472,7 @@ def start_or_resume(run: PreparedRun) -> int | None:
     return None if total is None else max(total - len(done), 0)
 
 
-def tune_config(
+def run_study(
     config: TuneConfig,
     *,
     show_progress: bool = False,

@@ -1,6 +1,12 @@
 """Data stage: read tables, infer the task, assign folds, preprocess per fold."""
 
-from dnntune.data._dataset import Dataset, build_dataset, dataset_from_config, fold_table
+from dnntune.data._dataset import (
+    Dataset,
+    build_dataset,
+    dataset_from_config,
+    fold_table,
+    plan_features,
+)
 from dnntune.data._folds import assign_folds, duplicate_groups, folds_from_column
 from dnntune.data._io import Builtin, LoadedTable, load_table
 from dnntune.data._prepare import (
@@ -50,6 +56,7 @@ __all__ = [
     "load_table",
     "numeric_values",
     "plan_columns",
+    "plan_features",
     "prepare_fold",
     "refuse_unbounded",
     "to_days",

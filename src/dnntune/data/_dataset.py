@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,7 @@ from dnntune.data._preprocess import ColumnPlan, plan_columns, refuse_unbounded
 from dnntune.data._target import Target, encode_target, infer_task
 from dnntune.exceptions import DataError
 
-__all__ = ["Dataset", "build_dataset", "dataset_from_config", "fold_table"]
+__all__ = ["Dataset", "build_dataset", "dataset_from_config", "fold_table", "plan_features"]
 
 
 @dataclass
@@ -107,6 +108,32 @@ def _fold_ids(
     return assign_folds(encoded, columns.folds, seed, groups if columns.group_duplicates else None)
 
 
+def plan_features(
+    features: pd.DataFrame,
+    y: pd.DataFrame,
+    target: Target,
+    categorical: Collection[str] = (),
+    row_ids: np.ndarray | None = None,
+    *,
+    numbers_are_quantities: bool = False,
+) -> ColumnPlan:
+    """The role of each feature column (:func:`plan_columns`), refusing a table with no
+    feature left, and numbers a network cannot compute with in a numeric column or a
+    regression target ``y`` (named by their row in the file, ``row_ids``). The one check of
+    features and target that ``tune`` and the estimators share."""
+    plan = plan_columns(features, categorical, numbers_are_quantities=numbers_are_quantities)
+    if not plan.features:
+        raise DataError(
+            "every feature column was dropped as constant or ID-like: " + "; ".join(plan.notes())
+        )
+    for name in plan.numeric:
+        refuse_unbounded(features[name], name, row_ids)
+    if target.task is Task.REGRESSION:
+        for name in y.columns:
+            refuse_unbounded(y[name], str(name), row_ids)
+    return plan
+
+
 def build_dataset(table: LoadedTable, columns: Columns, seed: int) -> Dataset:
     """Validate the column choices, encode the target and assign folds (split with ``seed``).
 
@@ -131,13 +158,7 @@ def build_dataset(table: LoadedTable, columns: Columns, seed: int) -> Dataset:
         raise DataError(
             f"no feature columns left after removing the target and {setting_name('drop')} columns"
         )
-    plan = plan_columns(features, columns.categorical)
-    if not plan.features:
-        raise DataError(
-            "every feature column was dropped as constant or ID-like: " + "; ".join(plan.notes())
-        )
-    for name in [*plan.numeric, *(target if encoded.task is Task.REGRESSION else ())]:
-        refuse_unbounded(frame[name], name, row_ids)
+    plan = plan_features(features, frame[list(target)], encoded, columns.categorical, row_ids)
     fold_ids = _fold_ids(frame, features[plan.features], encoded, columns, seed, notes)
     notes += plan.notes()
     messages: list[str] = [Message(n) for n in notes]

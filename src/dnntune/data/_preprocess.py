@@ -119,12 +119,16 @@ def unparsed_dates_note(name: str, col: pd.Series) -> list[str]:
     ]
 
 
-def plan_columns(frame: pd.DataFrame, categorical: Collection[str] = ()) -> ColumnPlan:
+def plan_columns(
+    frame: pd.DataFrame, categorical: Collection[str] = (), *, numbers_are_quantities: bool = False
+) -> ColumnPlan:
     """Decide each feature column's role from the whole table (no target, no statistics kept).
 
     Columns named in ``categorical`` are categorical whatever their values (codes such as an
     agent or product number, which would otherwise be read as quantities or, with a distinct
-    value in most rows, dropped as IDs); only a constant one is still dropped.
+    value in most rows, dropped as IDs); only a constant one is still dropped. With
+    ``numbers_are_quantities`` (the estimators' arrays, whose columns have no names to judge
+    by), every other column of numbers is numeric: none is read as codes or dropped as an ID.
     """
     plan = ColumnPlan()
     n = len(frame)
@@ -146,6 +150,8 @@ def plan_columns(frame: pd.DataFrame, categorical: Collection[str] = ()) -> Colu
                 plan.dropped[name] = f"ID-like ({n_unique} distinct values in {n} rows)"
             else:
                 plan.categorical.append(name)
+        elif numbers_are_quantities:
+            plan.numeric.append(name)
         else:
             values = col.dropna().to_numpy(dtype=float)
             integral = bool(np.all(values == np.round(values)))
