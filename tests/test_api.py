@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +58,6 @@ def test_tune_returns_study_params_value_and_trained_model(tmp_path: Path, credi
 
 def test_timeout_bounds_the_trial_in_flight(tmp_path: Path, credit_g: Path) -> None:
     slow = TINY_SPACE.replace("epochs: 4", "epochs: 10000")
-    start = time.monotonic()
     result = dnntune.tune(
         data=str(credit_g),
         target=("target",),
@@ -68,12 +66,11 @@ def test_timeout_bounds_the_trial_in_flight(tmp_path: Path, credit_g: Path) -> N
         space=str(write_space(tmp_path / "s.yaml", slow)),
         output_dir=str(tmp_path / "run"),
     )
-    elapsed = time.monotonic() - start
-    assert elapsed < 12, elapsed
     trials = result.study.trials
     assert trials[-1].state is optuna.trial.TrialState.PRUNED
     assert trials[-1].user_attrs["stop_reason"] == "timeout"
-    assert trials[-1].user_attrs["epochs_run"] >= 1  # counted in the summary's epochs
+    # The deadline, not the epoch budget, ended it: counted epochs, not a wall time.
+    assert 1 <= trials[-1].user_attrs["epochs_run"] < trials[-1].user_attrs["epochs_budget"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["trials"] == {"pruned": len(trials)}
 
@@ -99,58 +96,70 @@ def test_a_small_real_run_prunes_trials(tmp_path: Path, credit_g: Path) -> None:
     assert all(t.last_step < 3 * 8 for t in pruned)
 
 
+# Every module of the package, in the order data flows: a module imports only from those to
+# its left. Modules on one line are one stage (they do not import each other's).
 STAGES = [
-    "config",
-    "data",
-    "space",
-    "model",
-    "engine",
-    "baseline",
-    "objective",
-    "samplers",
-    "pruners",
-    "storage",
-    "artifacts",
-    "inference",
-    "refit",
-    "study",
-    "parallel",
-    "report",
-    "compare",
-    "api",
-    "sklearn",
-    "cli",
+    ("__init__", "_names", "_redact", "_signals", "_runtime"),
+    ("exceptions",),
+    ("_logs",),
+    ("config",),
+    ("data",),
+    ("space",),
+    ("model",),
+    ("engine",),
+    ("baseline",),
+    ("_owners",),
+    ("objective",),
+    ("samplers", "pruners", "storage"),
+    ("artifacts",),
+    ("ensemble",),
+    ("inference", "refit"),
+    ("study",),
+    ("parallel",),
+    ("report",),
+    ("compare",),
+    ("api",),
+    ("sklearn",),
+    ("cli",),
+    ("testing", "__main__"),
 ]
 
 
 def _stage(module: str) -> str | None:
     parts = module.split(".")
-    if parts[0] != "dnntune" or len(parts) < 2:
+    if parts[0] != "dnntune":
         return None
-    return parts[1]
+    return parts[1] if len(parts) > 1 else "__init__"
 
 
 def test_data_flows_one_way() -> None:
-    """A stage imports only from stages to its left (exceptions and helpers are shared)."""
-    order = {s: i for i, s in enumerate(STAGES)}
-    order.update(
-        {
-            "samplers": order["objective"] + 1,
-            "pruners": order["objective"] + 1,
-            "storage": order["objective"] + 1,
-        }
-    )
+    """Every module has a stage, and a stage imports only from stages to its left."""
+    order = {name: i for i, names in enumerate(STAGES) for name in names}
     root = Path(dnntune.__file__).parent
     for path in root.rglob("*.py"):
         rel = path.relative_to(root)
         mine = rel.parts[0].removesuffix(".py")
-        if mine not in order:
-            continue
+        assert mine in order, f"{rel} belongs to no stage: add it to STAGES"
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 other = _stage(node.module)
-                if other in order and other != mine:
+                if other is not None and other != mine:
                     assert order[other] < order[mine], f"{rel} imports dnntune.{other}"
+
+
+def test_the_run_folder_files_have_one_writer_each() -> None:
+    """manifest.json is written by the model folder's writer only, summary.json by the run
+    records' only: no other module names them in a write."""
+    root = Path(dnntune.__file__).parent
+    writers = {"MANIFEST": set(), "SUMMARY": set()}
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        for line in text.splitlines():
+            if "write_json(" in line or "write_text(" in line:
+                for name, literal in (("MANIFEST", "manifest.json"), ("SUMMARY", "summary.json")):
+                    if name in line or literal in line:
+                        writers[name].add(str(path.relative_to(root)))
+    assert writers == {"MANIFEST": {"artifacts/_folder.py"}, "SUMMARY": {"artifacts/_run.py"}}
 
 
 def _one_fold_of_credit(tmp_path: Path, credit_g: Path, **extra: str) -> dict[str, object]:

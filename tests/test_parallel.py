@@ -223,10 +223,8 @@ def test_signals_end_cleanly_and_the_run_resumes(
     else:
         pytest.fail("no trial started")
     time.sleep(0.5)
-    start = time.monotonic()
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
-    assert time.monotonic() - start < 15  # seconds, on a loaded 2-core machine
+    _, err = proc.communicate(timeout=60)  # a hang fails here; how fast is not a unit test's
     assert proc.returncode == 130, err
     # One line for the trial the signal ended, no page of library frames.
     assert "Traceback" not in err

@@ -1,0 +1,105 @@
+"""The model folder has one format: a folder written by any writer (the study, the ensemble,
+refit, an estimator's save) loads through every reader (load_model, predict in Python and on
+the command line, show, the estimators' load, the report)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dnntune
+import dnntune.sklearn
+from dnntune.artifacts import FORMAT_VERSION, ModelManifest, load_model, read_manifest
+from dnntune.data import load_table
+from dnntune.refit import refit
+from dnntune.testing import TINY_SPACE, write_space
+
+SPACE = TINY_SPACE + "dropout: {low: 0.0, high: 0.5, default: 0.1}\n"
+
+
+def _tune(run: Path, credit_g: Path, space: Path, *, seed: int, ensemble: bool) -> Path:
+    dnntune.tune(
+        data=str(credit_g),
+        target="target",
+        trials=6 if ensemble else 1,
+        folds=3,
+        pruner="none",
+        baseline=False,
+        ensemble=ensemble,
+        ensemble_pool=5,
+        seed=seed,
+        space=str(space),
+        output_dir=str(run),
+    )
+    return run
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory, credit_g: Path) -> dict[str, Path]:
+    """One model folder per writer."""
+    tmp = tmp_path_factory.mktemp("folders")
+    space = write_space(tmp / "s.yaml", SPACE)
+    out = {"study": _tune(tmp / "study", credit_g, space, seed=0, ensemble=False)}
+    for seed in range(4):  # a blend beats the best trial on credit_g for nearly every seed
+        run = _tune(tmp / f"ensemble{seed}", credit_g, space, seed=seed, ensemble=True)
+        if json.loads((run / "summary.json").read_text())["ensemble"]["delivered"]:
+            out["ensemble"] = run
+            break
+    assert "ensemble" in out, "no seed gave a delivered ensemble"
+    out["refit"] = shutil.copytree(out["ensemble"], tmp / "refit")
+    refit(out["refit"])
+    frame = load_table(str(credit_g)).frame
+    X, y = frame.drop(columns="target"), frame["target"]
+    estimator = dnntune.sklearn.DNNClassifier(num_layers=1, hidden_size=16, epochs=3)
+    out["estimator"] = estimator.fit(X, y).save(tmp / "estimator")
+    return out
+
+
+WRITERS = ["study", "ensemble", "refit", "estimator"]
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_every_writer_leaves_a_folder_every_reader_loads(
+    writer: str, folders: dict[str, Path], cli, credit_g: Path, tmp_path: Path
+) -> None:
+    folder = folders[writer]
+    model = folder / "model" if (folder / "model").is_dir() else folder
+    manifest = read_manifest(model)
+    raw = json.loads((model / "manifest.json").read_text())
+    assert raw["format_version"] == FORMAT_VERSION
+    assert ModelManifest.from_dict(raw, model) == manifest  # what is written is what is read
+    assert {p.name for p in model.iterdir() if not p.name.startswith(".")} == {
+        "manifest.json",
+        *manifest.files(),
+    }
+    assert manifest.is_ensemble == (writer in ("ensemble", "refit"))
+    assert bool(manifest.refit) == (writer == "refit")
+    assert (manifest.estimator is not None) == (writer == "estimator")
+
+    frame = load_table(str(credit_g)).frame.head(50)
+    loaded = load_model(folder)
+    assert len(loaded.models) == len(manifest.folds)
+    assert np.isclose(loaded.shares().sum(), 1.0)
+    proba = dnntune.load(folder).predict_array(frame)
+    estimator = dnntune.sklearn.load(folder)
+    X = frame.drop(columns="target")
+    np.testing.assert_allclose(estimator.predict_proba(X)[:, 1], proba, atol=1e-6)
+    r = cli("predict", str(folder), "--data", str(credit_g), "--output", str(tmp_path / "p.csv"))
+    assert r.returncode == 0, r
+    from_cli = pd.read_csv(tmp_path / "p.csv")["proba_1"].to_numpy()[:50]
+    np.testing.assert_allclose(from_cli, proba, atol=1e-6)
+    r = cli("show", str(folder))
+    assert r.returncode == 0 and "task:        binary" in r.stdout, r
+    if manifest.is_ensemble:
+        assert f"Ensemble of {len(manifest.members)} trials" in r.stdout
+    if writer == "refit":
+        refit = dnntune.load(folder, refit=True).predict_array(frame)
+        assert refit.shape == proba.shape and "refit:       trial " in r.stdout
+    if writer != "estimator":  # a run folder: its study and summary make a report
+        r = cli("report", str(folder))
+        assert r.returncode == 0 and (folder / "report.html").is_file(), r
