@@ -64,7 +64,8 @@ def _child(fd: int, argv: list[str]) -> None:
     objective = dnntune.objective
     objective.Objective.__call__ = _announcing(objective.Objective.__call__, "trial", fd)
     objective._EpochReport.__call__ = _announcing(objective._EpochReport.__call__, "epoch", fd)
-    dnntune.artifacts._save_model = _announcing(dnntune.artifacts._save_model, "save", fd)
+    writer = dnntune.artifacts.ModelWriter  # every save of the model folder writes through it
+    writer.fold_network = _announcing(writer.fold_network, "save", fd)
     dnntune.study.write_run_outputs = _announcing(dnntune.study.write_run_outputs, "outputs", fd)
     dnntune.report.write_report = _announcing(dnntune.report.write_report, "report", fd)
     sys.argv = ["dnntune", *argv]
@@ -213,6 +214,10 @@ def main() -> None:
             _, status = os.waitpid(pid, 0)
             os.close(read)
             killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+            if not killed and not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+                # A run that fails by itself would be restarted for ever: stop, and say so.
+                print(json.dumps({"error": f"a run ended with status {status} before {moment}"}))
+                sys.exit(1)
             if not killed:  # the run ended first: its study has all its trials
                 finished_trials = True
                 continue

@@ -47,7 +47,14 @@ class _OwnedRDBStorage(RDBStorage):
     becomes RUNNING, so that the next run on this machine can end it at once if the process
     dies (``dnntune._owners``). A new trial is written with its owner in one transaction; a
     waiting trial is first claimed under this process's own key, then taken, then owned, so
-    that no kill in between leaves a RUNNING trial nobody can end."""
+    that no kill in between leaves a RUNNING trial nobody can end.
+
+    Why a private method: Optuna wraps every RDB storage of a study in its ``_CachedStorage``,
+    which makes a trial by calling the backend's ``_create_new_trial`` directly; the public
+    ``create_new_trial`` is never called, and no public hook sees a trial as it is made. This
+    override is the one use of Optuna's internals in dnntune, and
+    ``tests/test_storage.py::test_optuna_internals_are_used_in_one_place_that_still_matches_optuna``
+    fails when Optuna changes it."""
 
     def _create_new_trial(
         self, study_id: int, template_trial: FrozenTrial | None = None
