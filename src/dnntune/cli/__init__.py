@@ -6,12 +6,7 @@ on one line (``error: ...``) with exit code 2 and no traceback.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import sys
-import typing
-from collections.abc import Callable, Iterable
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +15,8 @@ import typer
 from dnntune import __version__
 from dnntune._logs import quiet_expected_failures
 from dnntune._names import render
-from dnntune.config import SETTINGS, SamplerName, Setting, parse_choice
+from dnntune.cli._options import with_settings
+from dnntune.config import SETTINGS, SamplerName, parse_choice
 from dnntune.exceptions import ConfigError, DnntuneError
 
 app = typer.Typer(
@@ -54,61 +50,6 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
     for v in values or []:
         out += [s.strip() for s in v.split(",") if s.strip()]
     return tuple(out)
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _option(s: Setting, default: Any, help: str | None) -> inspect.Parameter:
-    """A setting as a keyword-only Typer option: the CLI's view of its one definition."""
-    args = [a for a in typing.get_args(s.hint) if a is not type(None)]
-    base = args[0] if args else s.hint
-    optional = type(None) in typing.get_args(s.hint)
-    decl, kind = _flag(s.name), s.hint
-    if base is bool:
-        decl, kind = f"{decl}/--no-{decl[2:]}", bool
-    elif typing.get_origin(s.hint) is tuple:
-        kind, default = list[str] | None, None  # repeatable, each comma-separated
-    elif isinstance(base, type) and issubclass(base, StrEnum):
-        kind = str | None if optional else str
-        default = default.value if isinstance(default, StrEnum) else default
-    option = typer.Option(decl, help=help or render(s.help_template, flags=True))
-    return inspect.Parameter(
-        s.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
-    )
-
-
-def with_settings(
-    names: Iterable[str], **changed: tuple[Any, str]
-) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Give a command an option for each named setting; its body receives their values as
-    ``settings`` (a dict for :meth:`TuneConfig.of`). ``changed``: name -> (default, help) where
-    the command reads a setting its own way."""
-    chosen = list(names)
-
-    def wrap(body: Callable[..., None]) -> Callable[..., None]:
-        own = inspect.signature(body, eval_str=True)
-        params = []
-        for name in chosen:
-            default, help = changed.get(name, (SETTINGS[name].default, None))
-            params.append(_option(SETTINGS[name], default, help))
-        params += [p for p in own.parameters.values() if p.name != "settings"]
-
-        @functools.wraps(body)
-        def command(**kwargs: Any) -> None:
-            settings = {n: kwargs.pop(n) for n in chosen}
-            settings = {k: () if v is None and k in _LISTS else v for k, v in settings.items()}
-            body(settings=settings, **kwargs)
-
-        command.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in params}
-        return command
-
-    return wrap
-
-
-_LISTS = {n for n, s in SETTINGS.items() if typing.get_origin(s.hint) is tuple}
 
 
 def _note(msg: str) -> None:

@@ -1,149 +1,50 @@
-"""Typed, frozen configuration of a tuning run: one small group of settings per stage.
-
-Every setting is defined once, as a field of its group made with :func:`setting`: its name,
-type, default, help text, check and whether it is part of a study's identity. The keywords of
-:func:`dnntune.tune`, the CLI's options and the identity stored with a study all follow from
-those fields (:data:`SETTINGS`), so adding a setting touches its definition, the code that uses
-it and its test.
-
-Names chosen by the user (task, metric, sampler, pruner) are ``StrEnum`` members; each enum is
-the single registry key of its family and also feeds the CLI's help.
-"""
+"""The settings of a tuning run, one frozen group per stage, composed into :class:`TuneConfig`;
+:data:`SETTINGS` lists every one by name."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from dnntune._names import render, setting_name
+from dnntune._names import setting_name
 from dnntune._redact import redact
+from dnntune.config._choices import (
+    MetricName,
+    PrunerName,
+    SamplerName,
+    Task,
+)
+from dnntune.config._setting import (
+    Group,
+    Setting,
+    at_least,
+    setting,
+)
 from dnntune.exceptions import ConfigError
 
 __all__ = [
     "CONFIG_FORMAT",
+    "GROUPS",
     "SETTINGS",
-    "ActivationName",
     "Columns",
-    "MetricName",
-    "OptimizerName",
     "Preprocessing",
-    "PrunerName",
     "Run",
-    "SamplerName",
     "Search",
-    "Setting",
-    "Task",
     "Training",
     "TuneConfig",
-    "parse_choice",
 ]
-
-E = TypeVar("E", bound=StrEnum)
 
 # The format of a stored study identity; a study stored in another format is refused.
 CONFIG_FORMAT = 1
 
 
-class Task(StrEnum):
-    BINARY = "binary"
-    MULTICLASS = "multiclass"
-    REGRESSION = "regression"
-    MULTILABEL = "multilabel"
-
-
-class MetricName(StrEnum):
-    ROC_AUC = "roc_auc"
-    LOGLOSS = "logloss"
-    ACCURACY = "accuracy"
-    RMSE = "rmse"
-    MAE = "mae"
-    R2 = "r2"
-
-
-class OptimizerName(StrEnum):
-    """Optimizers a trial can use; stored in the study as these strings."""
-
-    ADAM = "Adam"
-    ADAMW = "AdamW"
-    SGD = "SGD"
-    RMSPROP = "RMSprop"
-
-
-class ActivationName(StrEnum):
-    RELU = "relu"
-    GELU = "gelu"
-    SILU = "silu"
-    TANH = "tanh"
-    LEAKY_RELU = "leaky_relu"
-    ELU = "elu"
-
-
-class ArchitectureName(StrEnum):
-    MLP = "mlp"
-    TABM = "tabm"
-    TABM_MINI = "tabm-mini"
-
-
-class EmbeddingName(StrEnum):
-    NONE = "none"
-    PERIODIC = "periodic"
-    PIECEWISE_LINEAR = "piecewise_linear"
-
-
-class SamplerName(StrEnum):
-    GRID = "grid"
-    RANDOM = "random"
-    TPE = "tpe"
-    GP = "gp"
-    CMAES = "cmaes"
-    QMC = "qmc"
-
-
-class PrunerName(StrEnum):
-    NONE = "none"
-    MEDIAN = "median"
-    HYPERBAND = "hyperband"
-
-
-def parse_choice(enum: type[E], value: str | E, what: str) -> E:
-    """Return ``enum(value)`` or raise a :class:`ConfigError` listing the valid names."""
-    if isinstance(value, enum):
-        return value
-    try:
-        return enum(str(value).strip().lower())
-    except ValueError:
-        valid = ", ".join(m.value for m in enum)
-        raise ConfigError(f"unknown {what} {value!r}; choose one of: {valid}") from None
-
-
-# --- how a setting is defined -------------------------------------------------------------
-
-Check = Callable[[Any], str | None]  # why a value is invalid ("must be ..., but got ..."), or None
-
-
-def setting(
-    default: Any,
-    help: str,
-    *,
-    check: Check | None = None,
-    identity: bool = False,
-    cli: bool = True,
-) -> Any:
-    """A setting's one definition: a dataclass field whose metadata the CLI, the API keywords
-    and the study identity read. ``identity``: a study resumes only with the same value.
-    ``cli=False``: a keyword of the API only."""
-    meta = {"help": help, "check": check, "identity": identity, "cli": cli}
-    return field(default=default, metadata=meta)
-
-
-def at_least(low: int) -> Check:
-    return lambda v: None if v is None or v >= low else f"must be at least {low}, but got {v}"
+# --- the checks of single settings ---
 
 
 def _positive(v: Any) -> str | None:
@@ -178,62 +79,8 @@ def _choices(enum: type[StrEnum]) -> str:
 # --- the groups, one per stage -------------------------------------------------------------
 
 
-class _Group:
-    """Coerces plain values (strings for enums, comma-separated strings for column lists),
-    then checks every field, reporting all problems at once."""
-
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            try:
-                value = _coerce(getattr(self, f.name), hints[f.name], f.name)
-            except ConfigError as exc:
-                problems.append(exc.template)
-                continue
-            object.__setattr__(self, f.name, value)
-            check = f.metadata.get("check")
-            why = check(value) if check is not None else None
-            if why:
-                problems.append(f"{setting_name(f.name)} {why}")
-        problems += self._cross_checks() if not problems else []
-        if problems:
-            raise ConfigError("; ".join(problems))
-
-    def _cross_checks(self) -> list[str]:
-        return []
-
-
-def _coerce(value: Any, hint: Any, name: str) -> Any:
-    """``value`` as the type ``hint`` declares, from what a Python caller or the CLI passes."""
-    args = typing.get_args(hint)
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
-    if value is None and type(None) in args:
-        return None
-    if isinstance(base, type) and issubclass(base, StrEnum):
-        return parse_choice(base, value, name.replace("_", " "))
-    if typing.get_origin(hint) is tuple:  # column names: "a,b", ["a", "b"] or ["a,b"]
-        items = [value] if isinstance(value, str) else list(value or ())
-        return tuple(s.strip() for v in items for s in str(v).split(",") if s.strip())
-    if base is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{setting_name(name)} must be True or False, but got {value!r}")
-        return value
-    if base in (int, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or (base is int and not float(value).is_integer()):
-            kind = "an integer" if base is int else "a number"
-            raise ConfigError(f"{setting_name(name)} must be {kind}, but got {value!r}")
-        return base(value)
-    if base is str and not isinstance(value, str):
-        if isinstance(value, Path):
-            return str(value)
-        raise ConfigError(f"{setting_name(name)} must be a string, but got {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
-class Columns(_Group):
+class Columns(Group):
     """The table, its columns and how its rows are split into folds (the data stage)."""
 
     data: str = setting(
@@ -283,7 +130,7 @@ class Columns(_Group):
 
 
 @dataclass(frozen=True)
-class Preprocessing(_Group):
+class Preprocessing(Group):
     """How each fold's training rows are turned into the network's inputs."""
 
     numeric_bins: int = setting(
@@ -304,7 +151,7 @@ class Preprocessing(_Group):
 
 
 @dataclass(frozen=True)
-class Training(_Group):
+class Training(Group):
     """How each trial trains and is scored on its folds."""
 
     metric: MetricName | None = setting(
@@ -320,7 +167,7 @@ class Training(_Group):
 
 
 @dataclass(frozen=True)
-class Search(_Group):
+class Search(Group):
     """What is searched, by which sampler and pruner, for how long."""
 
     sampler: SamplerName = setting(SamplerName.TPE, f"Sampler: {_choices(SamplerName)}.")
@@ -377,7 +224,7 @@ class Search(_Group):
 
 
 @dataclass(frozen=True)
-class Run(_Group):
+class Run(Group):
     """Where the study and its outputs live, and how many processes share it."""
 
     study: str | None = setting(None, "Study name (default: from data/target).", check=_study_name)
@@ -390,7 +237,7 @@ class Run(_Group):
     )
 
 
-GROUPS: dict[str, type[_Group]] = {
+GROUPS: dict[str, type[Group]] = {
     "columns": Columns,
     "preprocessing": Preprocessing,
     "training": Training,
@@ -400,31 +247,7 @@ GROUPS: dict[str, type[_Group]] = {
 
 
 @dataclass(frozen=True)
-class Setting:
-    """One setting as the CLI and the API see it: its group, field and type."""
-
-    name: str
-    group: str | None  # None: a field of TuneConfig itself (the seed)
-    field: dataclasses.Field[Any]
-    hint: Any
-
-    @property
-    def default(self) -> Any:
-        return self.field.default
-
-    @property
-    def help(self) -> str:
-        """The help text, naming other settings as keywords (``render(..., flags=True)`` of
-        ``help_template`` names them as options)."""
-        return render(self.help_template)
-
-    @property
-    def help_template(self) -> str:
-        return str(self.field.metadata["help"])
-
-
-@dataclass(frozen=True)
-class TuneConfig(_Group):
+class TuneConfig(Group):
     """Everything that defines a tuning run, by stage; saved in the study and beside the
     outputs. Build it from flat keywords with :meth:`of`; each stage receives its group.
 
