@@ -260,3 +260,15 @@ def test_a_tuned_regressor_with_a_run_folder_resumes_its_study(tmp_path: Path) -
     # Other rows are another study, refused in the same stored study by name.
     with pytest.raises(ValueError, match="different settings"):
         TunedDNNRegressor(**{**keywords, "study": again.study_.study_name}).fit(X[:150], y[:150])
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_a_target_far_from_unit_scale_is_learned_in_its_own_units(scale: float) -> None:
+    """Standardizing the target in float32 once gave a zero (1e-30) or infinite (1e30) spread;
+    the predictions must be the unit-scale model's, in the target's units."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X[:, 0] + 0.1 * rng.normal(size=200)
+    base = DNNRegressor(**FAST, random_state=0).fit(X, y).predict(X)
+    scaled = DNNRegressor(**FAST, random_state=0).fit(X, y * scale).predict(X)
+    np.testing.assert_allclose(scaled / scale, base, rtol=1e-3, atol=1e-3)

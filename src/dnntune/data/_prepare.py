@@ -125,7 +125,9 @@ def prepare_fold(
 def _standardization(y: np.ndarray) -> tuple[Scale, Scale]:
     """Each target column's mean and standard deviation (1 for a constant one): numbers for
     one column, lists for several."""
-    columns = [np.ascontiguousarray(y[:, j]) for j in range(y.shape[1])]
+    # In float64: the squares of float32 values far from 1 (1e-30, 1e30) underflow to a zero
+    # standard deviation or overflow to an infinite one.
+    columns = [np.ascontiguousarray(y[:, j], dtype=np.float64) for j in range(y.shape[1])]
     shift = [float(c.mean()) for c in columns]
     scale = [float(c.std()) or 1.0 for c in columns]
     return (shift[0], scale[0]) if len(columns) == 1 else (shift, scale)
