@@ -71,7 +71,17 @@ def test_the_stated_score_is_reproduced_from_the_saved_predictions_and_weights(
     best = chosen["best_trial"]
     assert best["trial"] == summary["best_trial"]
     assert auc(y, predictions[best["trial"]], Task.BINARY) == pytest.approx(best["value"])
-    assert chosen["value"] > best["value"]
+    assert chosen["value"] >= best["value"]
+    # On the proper score too: the blend's log loss is no worse than the best trial's.
+    logloss = METRICS[MetricName.LOGLOSS]
+    proper = chosen["proper_score"]
+    assert proper["name"] == "logloss"
+    assert logloss(y, blend, Task.BINARY) == pytest.approx(proper["value"], abs=1e-12)
+    assert logloss(y, predictions[best["trial"]], Task.BINARY) == pytest.approx(
+        proper["best_trial_value"]
+    )
+    assert proper["value"] <= proper["best_trial_value"]
+    assert chosen["value"] > best["value"] or proper["value"] < proper["best_trial_value"]
     # The model folder says the same.
     manifest = json.loads((blended / "model" / "manifest.json").read_text())
     assert manifest["oof_value"] == pytest.approx(chosen["value"], abs=1e-12)
@@ -211,3 +221,83 @@ def test_a_run_without_pool_is_refused_in_one_line(tmp_path: Path, credit_g: Pat
     with pytest.raises(DataError, match=r"no ensemble pool in .*; run dnntune tune with the"):
         ensemble_run(run)
     assert Pool(run, 5, METRICS[MetricName.ROC_AUC]).entries() == []
+
+
+def test_a_near_constant_candidate_never_enters_the_blend(blended: Path, tmp_path: Path) -> None:
+    """A pooled trial whose predictions are constant within each fold, at per-fold offsets that
+    happen to fit those folds' base rates, is left out of the selection."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    copy = tmp_path / "run"
+    shutil.copytree(blended, copy)
+    truth = load_file(str(copy / "pool" / "truth.safetensors"))
+    folds, y = truth["folds"].numpy(), truth["truth"].numpy()
+    summary = json.loads((copy / "summary.json").read_text())
+    best = summary["best_trial"]
+    flat_trial = next(t for t in _pool_predictions(copy) if t != best)
+    path = copy / "pool" / f"trial{flat_trial}.safetensors"
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iter)
+    offsets = np.array([y[folds == k].mean() for k in folds], dtype=np.float32)
+    tensors["oof"] = torch.from_numpy(offsets + np.float32(1e-5) * (np.arange(len(y)) % 2))
+    save_file(tensors, str(path), metadata=metadata)
+    selection = ensemble_run(copy)
+    assert flat_trial in selection.excluded
+    assert flat_trial not in [t for t, _ in selection.members]
+    assert (
+        flat_trial
+        in json.loads((copy / "summary.json").read_text())["ensemble"]["excluded_near_constant"]
+    )
+
+
+def test_a_blend_that_squeezes_probabilities_is_not_delivered() -> None:
+    """A blend that wins on ROC-AUC by squeezing probabilities toward the middle loses on log
+    loss: selected on the proper score and checked on both, the best trial stays alone."""
+    from dnntune.ensemble import Selection, _better
+
+    auc, logloss = METRICS[MetricName.ROC_AUC], METRICS[MetricName.LOGLOSS]
+    squeezed = Selection("roc_auc", [(1, 0.5), (2, 0.5)], 0.853, 1, 0.841, "logloss", 0.544, 0.458)
+    assert not _better(squeezed, auc, logloss)
+    honest = Selection("roc_auc", [(1, 0.5), (2, 0.5)], 0.853, 1, 0.841, "logloss", 0.450, 0.458)
+    assert _better(honest, auc, logloss)
+    tie = Selection("roc_auc", [(1, 0.5), (2, 0.5)], 0.841, 1, 0.841, "logloss", 0.458, 0.458)
+    assert not _better(tie, auc, logloss)
+
+
+def test_the_ensemble_command_keeps_refit_models_and_a_resumed_study_keeps_its_size(
+    cli, blended: Path, tmp_path: Path, credit_g: Path
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(blended, copy)
+    assert cli("refit", str(copy)).returncode == 0
+    before = [
+        m["trial"] for m in json.loads((copy / "model" / "manifest.json").read_text())["members"]
+    ]
+    summary = json.loads((copy / "summary.json").read_text())
+    best = summary["best_trial"]
+    r = cli("ensemble", str(copy), "--size", "1")
+    assert r.returncode == 0, r
+    manifest = json.loads((copy / "model" / "manifest.json").read_text())
+    if best in before:  # the member that stays keeps its refit network
+        assert [e["trial"] for e in manifest["refit"]] == [best]
+        dnntune.load(copy, refit=True)
+    else:
+        assert manifest["refit"] == [] and "the refit models were left out" in r.stderr
+    # Resuming the study (no trial left to run) selects with the size the user chose.
+    result = dnntune.tune(
+        data=str(credit_g),
+        target="target",
+        folds=3,
+        pruner="none",
+        baseline=False,
+        seed=summary["config"]["seed"],
+        trials=8,
+        space=summary["config"]["space"],
+        output_dir=str(copy),
+        ensemble_pool=5,
+    )
+    assert any("ensemble --size 1" in note for note in result.notes), result.notes
+    manifest = json.loads((copy / "model" / "manifest.json").read_text())
+    assert [m["trial"] for m in manifest["members"]] == [best]

@@ -10,14 +10,17 @@ every trial). A trial pushed out of the best ``ensemble_pool`` is deleted.
 
 At the end of a study (or on demand, ``dnntune ensemble``), greedy selection with replacement
 builds a blend of those predictions: starting empty, each of ``rounds`` rounds adds the trial
-that makes the blend's out-of-fold score (the study's metric on the pooled out-of-fold rows)
-best; the blend kept is the best of the rounds, each member weighted by how often it was
-picked. When that blend scores better than the best trial alone, it becomes the delivered
-model: every member's fold models with their weights, in the model folder.
+that makes the blend's out-of-fold score best on the task's proper score (log loss for classes
+and labels, RMSE for values); the blend kept is the best of the rounds, each member weighted by
+how often it was picked. A trial whose predictions are nearly constant within a fold never
+enters. The blend becomes the delivered model (every member's fold models with their weights,
+in the model folder) when, on the pooled out-of-fold rows, it is no worse than the best trial
+alone on both the study's metric and the proper score, and better on one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections import Counter
@@ -45,7 +48,7 @@ from dnntune.artifacts import (
     write_model,
 )
 from dnntune.config import Task
-from dnntune.engine import METRICS, Metric
+from dnntune.engine import METRICS, Metric, proper_metric
 from dnntune.exceptions import DataError
 from dnntune.objective import TrialModels
 
@@ -53,6 +56,7 @@ __all__ = ["POOL", "Pool", "PoolEntry", "Selection", "ensemble_run", "select"]
 
 POOL = "pool"
 TRUTH = "truth.safetensors"
+CHOSEN = "selection.json"  # the rounds chosen with dnntune ensemble --size
 META = "dnntune"
 
 
@@ -168,6 +172,15 @@ class Pool:
         )
         return data
 
+    def chosen_rounds(self) -> int | None:
+        """The rounds a user chose with ``dnntune ensemble --size`` (None: none chosen)."""
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            data = json.loads((self.directory / CHOSEN).read_text(encoding="utf-8"))
+            rounds = data["rounds"]
+            if isinstance(rounds, int) and not isinstance(rounds, bool) and rounds >= 1:
+                return rounds
+        return None
+
     def truth(self) -> dict[str, np.ndarray]:
         path = self.directory / TRUTH
         if not path.is_file():
@@ -180,38 +193,80 @@ class Pool:
 
 @dataclass
 class Selection:
-    """The chosen blend: (trial, weight) members, its out-of-fold score, the best single
-    trial's (the best by the study's value) and each round's score."""
+    """The chosen blend: (trial, weight) members, its out-of-fold score on the study's metric
+    and on the task's proper score, the best single trial's (the best by the study's value),
+    each round's score on the score it was selected on, and what was delivered."""
 
     metric: str
     members: list[tuple[int, float]]
     value: float
     best_trial: int
     best_value: float
+    proper: str = ""
+    proper_value: float = math.nan
+    best_proper_value: float = math.nan
     rounds: list[float] = field(default_factory=list)
+    excluded: list[int] = field(default_factory=list)
     delivered: bool = False
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
             "value": self.value,
+            "proper_score": {
+                "name": self.proper,
+                "value": self.proper_value,
+                "best_trial_value": self.best_proper_value,
+            },
             "best_trial": {"trial": self.best_trial, "value": self.best_value},
             "members": [{"trial": t, "weight": w} for t, w in self.members],
             "round_values": self.rounds,
+            "excluded_near_constant": self.excluded,
             "delivered": self.delivered,
         }
 
     def line(self) -> str:
-        """One line for the terminal: the blend beside the best trial, and which is delivered."""
+        """One line for the terminal: the blend beside the best trial on the study's metric
+        and the task's proper score, both out of fold, and which is delivered."""
         parts = ", ".join(f"trial {t} x{w:.2f}" for t, w in self.members[:6])
         if len(self.members) > 6:
             parts += f", ... ({len(self.members)} trials)"
-        what = "delivered" if self.delivered else "not better: the best trial is delivered"
+        if self.delivered:
+            what = "delivered"
+        elif len(self.members) > 1:
+            what = "not better on both: the best trial is delivered"
+        else:
+            what = "the best trial is delivered"
+        proper = ""
+        if self.proper and self.proper != self.metric:
+            proper = f", {self.proper} {self.proper_value:.6f} vs {self.best_proper_value:.6f}"
         return (
-            f"Ensemble of {len(self.members)} trial(s) ({parts}): out-of-fold {self.metric} "
-            f"{self.value:.6f} vs {self.best_value:.6f} for the best trial "
+            f"Ensemble of {len(self.members)} trial(s) ({parts}), out-of-fold: {self.metric} "
+            f"{self.value:.6f} vs {self.best_value:.6f}{proper} for the best trial "
             f"({self.best_trial}) alone; {what}"
         )
+
+
+# A candidate whose out-of-fold predictions vary less than this within a fold (probabilities;
+# for regression, as a share of the target's spread) says nearly nothing about its rows: a
+# blend would use it only to shift each fold's predictions, which does not carry to new rows.
+NEAR_CONSTANT = 1e-3
+
+
+def near_constant(
+    predictions: np.ndarray, truth: np.ndarray, folds: np.ndarray, task: Task
+) -> bool:
+    """Whether a candidate's out-of-fold predictions are nearly constant within some fold."""
+    values = predictions.reshape(len(predictions), -1)
+    spread = 1.0
+    if task is Task.REGRESSION:
+        spread = float(np.std(truth.reshape(len(truth), -1), axis=0).max()) or 1.0
+    for k in np.unique(folds):
+        rows = folds == k
+        if rows.sum() > 1 and float(values[rows].std(axis=0).max()) < NEAR_CONSTANT * spread:
+            return True
+    return False
 
 
 def select(
@@ -247,43 +302,72 @@ def select(
     return members, scores[keep], scores
 
 
-def ensemble_run(run_dir: str | Path, *, rounds: int = 20, deliver: bool = True) -> Selection:
-    """Select the ensemble of a run folder's pooled trials; deliver it (write it as the model
-    folder) when ``deliver`` and it is better than the best trial, else deliver the best
-    trial. The selection is stored in summary.json (``ensemble``) and returned."""
+def ensemble_run(
+    run_dir: str | Path, *, rounds: int = 20, deliver: bool = True, remember: bool = False
+) -> Selection:
+    """Select the ensemble of a run folder's pooled trials and deliver it (write it as the
+    model folder) when ``deliver`` and it is no worse than the best trial alone on both the
+    study's metric and the task's proper score (log loss, or RMSE for regression), and better
+    on one, out of fold; else deliver the best trial. The selection runs on the proper score,
+    so that a blend never buys a ranking metric with squeezed probabilities, and never takes a
+    candidate whose predictions are nearly constant within a fold. The selection is stored in
+    summary.json (``ensemble``) and returned. ``remember``: the user chose ``rounds``
+    (``dnntune ensemble --size``); a resumed study selects with them again."""
     run_dir = Path(run_dir)
     directory = model_dir(run_dir)
     manifest = read_manifest(directory)
     metric = METRICS[manifest.metric]
     task = manifest.task
+    proper = proper_metric(task)
     pool = Pool(run_dir, 0, metric)
     truth = pool.truth()
+    if remember:
+        write_json(pool.directory / CHOSEN, {"rounds": rounds})
+    y = truth["truth"]
     entries = [e for e in pool.entries() if _covers(e, len(truth["rows"]))]
     if not entries:
         raise DataError(f"the ensemble pool of {str(run_dir)!r} holds no trial; tune first")
     predictions = [e.predictions().astype(np.float64) for e in entries]
-    chosen, value, scores = select(predictions, truth["truth"], metric, task, rounds)
+    flat = [near_constant(p, y, truth["folds"], task) for p in predictions]
+    candidates = [j for j in range(len(entries)) if j == 0 or not flat[j]]
+    chosen, _, scores = select([predictions[j] for j in candidates], y, proper, task, rounds)
+    chosen = [(candidates[j], w) for j, w in chosen]
+    blend = np.sum([w * predictions[j] for j, w in chosen], axis=0)
     best = entries[0]
-    best_value = float(metric(truth["truth"], predictions[0], task))
     selection = Selection(
         metric.name.value,
         [(entries[j].trial, w) for j, w in chosen],
-        value,
+        float(metric(y, blend, task)),
         best.trial,
-        best_value,
+        float(metric(y, predictions[0], task)),
+        proper.name.value,
+        float(proper(y, blend, task)),
+        float(proper(y, predictions[0], task)),
         scores,
+        [entries[j].trial for j in range(len(entries)) if flat[j] and j != 0],
     )
-    selection.delivered = deliver and len(chosen) > 1 and metric.better(value, best_value)
+    selection.delivered = deliver and len(chosen) > 1 and _better(selection, metric, proper)
     members = selection.members if selection.delivered else [(best.trial, 1.0)]
     if members != [(m.trial, m.weight) for m in manifest.members]:
-        blend = predictions[0]
-        if selection.delivered:
-            blend = np.sum([w * predictions[j] for j, w in chosen], axis=0)
+        if not selection.delivered:
+            blend = predictions[0]
         by_trial = {e.trial: e for e in entries}
-        oof = OutOfFold(truth["rows"], blend, truth["truth"])
-        _save(directory, [(by_trial[t], w) for t, w in members], oof, truth, pool)
+        oof = OutOfFold(truth["rows"], blend, y)
+        kept = _save(directory, [(by_trial[t], w) for t, w in members], oof, truth, pool)
+        if not kept:
+            selection.notes.append(
+                "the refit models were left out: a new member has none; run dnntune refit"
+            )
     record_in_summary(run_dir, "ensemble", selection.to_dict())
     return selection
+
+
+def _better(selection: Selection, metric: Metric, proper: Metric) -> bool:
+    """No worse than the best trial on the metric and the proper score, better on one."""
+    m, best_m = selection.value, selection.best_value
+    p, best_p = selection.proper_value, selection.best_proper_value
+    no_worse = not metric.better(best_m, m) and not proper.better(best_p, p)
+    return no_worse and (metric.better(m, best_m) or proper.better(p, best_p))
 
 
 def _covers(entry: PoolEntry, n_rows: int) -> bool:
@@ -300,10 +384,11 @@ def _save(
     oof: OutOfFold,
     truth: dict[str, np.ndarray],
     pool: Pool,
-) -> None:
+) -> bool:
     """Deliver ``members`` in the model folder: each member's fold models, the blend's
     out-of-fold predictions, then the manifest. The run's record and the study's best trial
-    (what resuming and workers compare new trials with) stay as the folder had them."""
+    (what resuming and workers compare new trials with) stay as the folder had them, and so do
+    the refit networks when every member has one. False when refit networks were left out."""
     with write_model(directory) as writer:
         current = writer.current
         if current is None:
@@ -329,11 +414,16 @@ def _save(
         )
         writer.csv(name, frame)
         metric = METRICS[current.metric]
+        trials = {e.trial for e, _ in members}
+        refit = tuple(r for r in current.refit if r.trial in trials)
+        if {r.trial for r in refit} != trials:
+            refit = ()
         manifest: ModelManifest = current.replace(
             members=tuple(member(e.trial, w, e.value, e.params, e.d_out) for e, w in members),
             folds=folds,
-            refit=(),
+            refit=refit,
             oof_value=float(metric(oof.truth, oof.predictions, current.task)),
             oof_predictions=name,
         )
         writer.commit(manifest)
+    return bool(refit) or not current.refit

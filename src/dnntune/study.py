@@ -142,9 +142,15 @@ class PreparedRun:
             return
         if not search.ensemble and not read_manifest(manifest.parent).is_ensemble:
             return
+        rounds = Pool(run_dir, 0, self.metric).chosen_rounds()
+        if rounds is not None and search.ensemble:
+            self.note(
+                f"the ensemble keeps the size chosen with dnntune ensemble --size {rounds} "
+                "(run it again with another size to change it)"
+            )
         try:
             selection = ensemble_run(
-                run_dir, rounds=search.ensemble_rounds, deliver=search.ensemble
+                run_dir, rounds=rounds or search.ensemble_rounds, deliver=search.ensemble
             )
         except DataError as exc:
             self.note(f"no ensemble: {exc}")

@@ -136,6 +136,8 @@ def _print_result(result: object) -> None:
         typer.echo(result.baseline.line())
     if result.ensemble is not None:
         typer.echo(result.ensemble.line())
+        for msg in result.ensemble.notes:
+            typer.echo(f"note: {msg}", err=True)
     model = result.model
     if model is not None:
         typer.echo("Model:")
@@ -323,7 +325,10 @@ def ensemble_command(
     as the run's model when it scores better than the best trial."""
     from dnntune.ensemble import ensemble_run
 
-    typer.echo(ensemble_run(run_dir, rounds=size).line())
+    selection = ensemble_run(run_dir, rounds=size, remember=True)
+    typer.echo(selection.line())
+    for msg in selection.notes:
+        typer.echo(f"note: {msg}", err=True)
 
 
 @app.command("refit")

@@ -5,6 +5,7 @@ from dnntune.engine._metrics import (
     Metric,
     default_metric,
     predictions_from_outputs,
+    proper_metric,
     resolve_metric,
     to_predictions,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "make_optimizer",
     "predict_outputs",
     "predictions_from_outputs",
+    "proper_metric",
     "resolve_device",
     "resolve_metric",
     "to_predictions",

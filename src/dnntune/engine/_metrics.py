@@ -88,6 +88,10 @@ def _roc_auc(y: np.ndarray, p: np.ndarray, task: Task) -> float:
 def _logloss(y: np.ndarray, p: np.ndarray, task: Task) -> float:
     if task is Task.BINARY:
         return float(_skm().log_loss(y, _binary_proba(p), labels=[0, 1]))
+    if task is Task.MULTILABEL:  # the mean of each label's binary log loss
+        return float(
+            np.mean([_skm().log_loss(y[:, j], p[:, j], labels=[0, 1]) for j in range(y.shape[1])])
+        )
     return float(_skm().log_loss(y, p, labels=np.arange(p.shape[1])))
 
 
@@ -133,7 +137,7 @@ class Metric:
 _CLS = (Task.BINARY, Task.MULTICLASS)
 METRICS: dict[MetricName, Metric] = {
     MetricName.ROC_AUC: Metric(MetricName.ROC_AUC, _roc_auc, "maximize", (*_CLS, Task.MULTILABEL)),
-    MetricName.LOGLOSS: Metric(MetricName.LOGLOSS, _logloss, "minimize", _CLS),
+    MetricName.LOGLOSS: Metric(MetricName.LOGLOSS, _logloss, "minimize", (*_CLS, Task.MULTILABEL)),
     MetricName.ACCURACY: Metric(MetricName.ACCURACY, _accuracy, "maximize", _CLS),
     MetricName.RMSE: Metric(MetricName.RMSE, _rmse, "minimize", (Task.REGRESSION,)),
     MetricName.MAE: Metric(MetricName.MAE, _mae, "minimize", (Task.REGRESSION,)),
@@ -146,6 +150,13 @@ _DEFAULTS = {
     Task.REGRESSION: MetricName.RMSE,
     Task.MULTILABEL: MetricName.ROC_AUC,
 }
+
+
+def proper_metric(task: Task) -> Metric:
+    """The task's proper scoring rule: log loss for classes and labels, the (root) squared
+    error for values. It rewards honest probabilities, where a ranking metric such as ROC-AUC
+    would not notice squeezed ones."""
+    return METRICS[MetricName.RMSE if task is Task.REGRESSION else MetricName.LOGLOSS]
 
 
 def default_metric(task: Task) -> Metric:
