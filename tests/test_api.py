@@ -14,6 +14,7 @@ import torch
 
 import dnntune
 from dnntune.artifacts import load_model
+from dnntune.exceptions import NoModelError
 from dnntune.space import load_space
 from dnntune.testing import TINY_SPACE, write_space
 
@@ -73,6 +74,10 @@ def test_timeout_bounds_the_trial_in_flight(tmp_path: Path, credit_g: Path) -> N
     assert 1 <= trials[-1].user_attrs["epochs_run"] < trials[-1].user_attrs["epochs_budget"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["trials"] == {"pruned": len(trials)}
+    # No trial completed: dnntune's own error, naming the states, not Optuna's ValueError.
+    with pytest.raises(NoModelError, match=r"no trial of study .* completed \(trials: 1 pruned\)"):
+        _ = result.best_value
+    assert result.model is None and result.scores is None
 
 
 @pytest.mark.slow

@@ -115,14 +115,14 @@ def test_no_baseline_skips_it_and_the_cli_prints_it_otherwise(
     )  # fmt: skip
     r = cli(*common, "--output-dir", "with", "--no-report")
     assert r.returncode == 0, r
-    line = next(x for x in r.stdout.splitlines() if x.startswith("Baseline"))
-    assert line.startswith(
-        "Baseline HistGradientBoosting on the same folds (roc_auc, mean of 3 folds): 0."
-    )
-    assert json.loads((tmp_path / "with" / "summary.json").read_text())["baseline"]["value"] > 0.5
+    line = next(x for x in r.stdout.splitlines() if "baseline HistGradientBoosting:" in x)
+    assert line.split()[2].startswith("0.") and "(3-fold mean 0." in line
+    summary = json.loads((tmp_path / "with" / "summary.json").read_text())
+    assert summary["baseline"]["value"] > 0.5 and summary["baseline"]["oof_value"] > 0.5
+    assert summary["scores"]["baseline"]["out-of-fold"] == summary["baseline"]["oof_value"]
     r = cli(*common, "--output-dir", "without", "--no-baseline")
     assert r.returncode == 0, r
-    assert "Baseline" not in r.stdout
+    assert "baseline" not in r.stdout
     assert json.loads((tmp_path / "without" / "summary.json").read_text())["baseline"] is None
     assert (
         "<th>baseline (same folds)</th><td>none</td>"

@@ -27,7 +27,11 @@ def test_default_main_job_prints_best_trial_and_model(cli, tmp_path: Path) -> No
     r = cli("tune", "--trials", "2", "--output-dir", "out")
     assert r.returncode == 0, r
     assert "Trial 0 finished with value: " in r.stdout and "and parameters: {" in r.stdout
-    assert "Best value (roc_auc, maximize, mean of 5 folds): " in r.stdout
+    assert "(roc_auc, 5-fold mean)" in r.stdout
+    # One estimator for every candidate, the delivered model first.
+    scores = r.stdout[r.stdout.index("Scores (roc_auc, maximized; out-of-fold: ") :].splitlines()
+    assert scores[1].startswith("  delivered model (") and scores[2].startswith("  best trial ")
+    assert scores[3].startswith("  baseline HistGradientBoosting:")
     assert "Sequential(" in r.stdout and "(0): Linear(in_features=" in r.stdout
     out = tmp_path / "out"
     summary = json.loads((out / "summary.json").read_text())

@@ -285,7 +285,7 @@ def test_show_prints_what_the_model_is(cli, credit_run) -> None:
     assert r.returncode == 0, r
     for text in (
         "task:        binary, classes [0, 1]",
-        "metric:      roc_auc (maximize): CV ",
+        "metric:      roc_auc (maximize): out-of-fold ",
         "out-of-fold",
         "parameters:  {'architecture': 'mlp'",
         "credit_g.tsv.gz (1000 rows, sha256",

@@ -301,3 +301,10 @@ def test_the_ensemble_command_keeps_refit_models_and_a_resumed_study_keeps_its_s
     assert any("ensemble --size 1" in note for note in result.notes), result.notes
     manifest = json.loads((copy / "model" / "manifest.json").read_text())
     assert [m["trial"] for m in manifest["members"]] == [best]
+    # The result describes what was delivered, and scores it as the summary does.
+    assert result.delivered is not None and not result.delivered.manifest.is_ensemble
+    assert len(result.models) == 3 and result.model is result.models[0]
+    assert result.scores is not None
+    assert result.scores.delivered.candidate == f"delivered model (trial {best})"
+    stored = json.loads((copy / "summary.json").read_text())["scores"]
+    assert stored == result.scores.to_dict()

@@ -75,7 +75,7 @@ def test_report_files(run) -> None:
     assert text.count('id="plot-') >= 7
     for heading in (
         "Summary",
-        "Model architecture",
+        "Delivered model",
         "Optimization history",
         "Parameter importances",
         "Contour:",

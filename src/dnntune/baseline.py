@@ -36,13 +36,16 @@ _MAX_LEVELS = 254
 
 @dataclass(frozen=True)
 class Baseline:
-    """The baseline's cross-validated score: the mean of its ``fold_scores``."""
+    """The baseline's cross-validated scores: ``value``, the mean of its ``fold_scores``, and
+    ``oof_value``, the score of its out-of-fold predictions pooled over the folds (the
+    estimator the delivered model and the best trial are compared on)."""
 
     model: str
     metric: str
     value: float
     fold_scores: list[float]
     seconds: float
+    oof_value: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,8 +61,8 @@ class Baseline:
     def line(self) -> str:
         folds = len(self.fold_scores)
         return (
-            f"Baseline {self.model} on the same folds ({self.metric}, mean of {folds} "
-            f"fold{'' if folds == 1 else 's'}): {self.value:.6f} ({self.seconds:.1f} s)"
+            f"Baseline {self.model} on the same folds ({self.metric}): out-of-fold "
+            f"{self.oof_value:.6f}, {folds}-fold mean {self.value:.6f} ({self.seconds:.1f} s)"
         )
 
 
@@ -67,7 +70,7 @@ def gbdt_baseline(dataset: Dataset, metric: Metric, n_folds: int, *, seed: int) 
     """Cross-validate ``HistGradientBoosting`` (its defaults, ``random_state=seed``) on the
     first ``n_folds`` folds of ``dataset``, scored with ``metric``."""
     started = time.monotonic()
-    scores = []
+    scores, rows, pooled = [], [], []
     # scikit-learn's threaded helpers each swap the process's warning filters in and out, and
     # two threads doing so can leave one swap in place after the fit: restore the caller's.
     with warnings.catch_warnings():
@@ -77,9 +80,14 @@ def gbdt_baseline(dataset: Dataset, metric: Metric, n_folds: int, *, seed: int) 
             y = dataset.target.values
             predictions = _fit_predict(x_train, y[train], x_valid, dataset, categorical, seed)
             scores.append(float(metric(y[~train], predictions, dataset.task)))
+            rows.append(np.flatnonzero(~train))
+            pooled.append(predictions)
     value = float(np.mean(scores)) if all(map(math.isfinite, scores)) else math.nan
+    order = np.concatenate(rows)
+    y = dataset.target.values[order]
+    oof_value = float(metric(y, np.concatenate(pooled), dataset.task))
     seconds = round(time.monotonic() - started, 2)
-    return Baseline(MODEL, metric.name.value, value, scores, seconds)
+    return Baseline(MODEL, metric.name.value, value, scores, seconds, oof_value)
 
 
 def _columns(dataset: Dataset, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DnntuneError",
+    "NoModelError",
     "SpaceError",
     "StorageError",
     "TrialOutOfMemory",
@@ -47,6 +48,10 @@ class ConfigError(DnntuneError):
 
 class StorageError(DnntuneError):
     """The study storage cannot be opened, or the study in it does not match."""
+
+
+class NoModelError(DnntuneError):
+    """A study has no completed trial, so there is no best trial or model to give."""
 
 
 class SpaceError(DnntuneError):

@@ -7,6 +7,7 @@ end. Workers that share a study (``dnntune.parallel``) use the same parts.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import statistics
@@ -23,8 +24,12 @@ from torch import nn
 from dnntune._names import Message, first_line, setting_name
 from dnntune._owners import end_orphans
 from dnntune.artifacts import (
+    LoadedModel,
+    RunScores,
+    Score,
     load_model,
     read_manifest,
+    record_in_summary,
     run_record,
     save_trial,
     saved_trial,
@@ -35,7 +40,13 @@ from dnntune.config import CONFIG_FORMAT, SamplerName, TuneConfig
 from dnntune.data import FOLD_CACHE_SHARE, Dataset, FoldCache, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
 from dnntune.ensemble import POOL, Pool, Selection, ensemble_run
-from dnntune.exceptions import ConfigError, DataError, StorageError, TrialOutOfMemory
+from dnntune.exceptions import (
+    ConfigError,
+    DataError,
+    NoModelError,
+    StorageError,
+    TrialOutOfMemory,
+)
 from dnntune.objective import Objective, TrialModels, epoch_slot, fold_count
 from dnntune.pruners import make_pruner
 from dnntune.samplers import make_sampler
@@ -59,8 +70,12 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 @dataclass
 class TuneResult:
-    """What a study produced. ``model`` is the best trial's first-fold model (None when the best
-    trial ran in an earlier run of the study; its saved copy is in ``run_dir / 'model'``)."""
+    """What a study produced: the study, its notes, the baseline, the ensemble selection, and
+    the delivered model in ``run_dir / 'model'`` (``delivered``: the best trial's fold networks
+    or the ensemble's, as ``predict`` uses them; ``model`` and ``models``: its networks).
+    ``scores`` compares the delivered model, the best trial alone and the baseline out of
+    fold. Asking for the best trial or the model of a study with no completed trial raises
+    :class:`NoModelError`."""
 
     study: optuna.Study
     metric: Metric
@@ -71,31 +86,48 @@ class TuneResult:
     dataset: Dataset | None = field(default=None, repr=False)
     baseline: Baseline | None = None
     ensemble: Selection | None = None
+    scores: RunScores | None = None
 
     @property
     def best_trial(self) -> optuna.trial.FrozenTrial:
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            counts: dict[str, int] = {}
+            for t in self.study.get_trials(deepcopy=False):
+                counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+            states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none"
+            raise NoModelError(
+                f"no trial of study {self.study.study_name!r} completed (trials: {states}); "
+                f"raise {setting_name('timeout')} or {setting_name('trials')}"
+            )
         return self.study.best_trial
 
     @property
     def best_params(self) -> dict[str, Any]:
-        return self.study.best_params
+        return self.best_trial.params
 
     @property
     def best_value(self) -> float:
-        return self.study.best_value
+        value = self.best_trial.value
+        assert value is not None  # a complete trial of a single-objective study has one
+        return value
+
+    @functools.cached_property
+    def delivered(self) -> LoadedModel | None:
+        """The delivered model, loaded from the run folder (None when none was saved)."""
+        if not (self.run_dir / "model" / "manifest.json").is_file():
+            return None
+        return load_model(self.run_dir)
 
     @property
     def model(self) -> nn.Module | None:
-        if self.best is not None:
-            return self.best.build(0)
-        saved = self.run_dir / "model" / "manifest.json"
-        if saved.is_file():  # the best trial ran in another process or an earlier run
-            return load_model(self.run_dir).models[0]
-        return None
+        """The delivered model's first network (the first fold's of its first member)."""
+        return self.delivered.models[0] if self.delivered is not None else None
 
     @property
     def models(self) -> list[nn.Module]:
-        return [self.best.build(i) for i in range(len(self.best.states))] if self.best else []
+        """Every network of the delivered model (each member's fold networks)."""
+        return self.delivered.models if self.delivered is not None else []
 
 
 @dataclass
@@ -115,6 +147,7 @@ class PreparedRun:
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]
     baseline: Baseline | None = None
     ensemble: Selection | None = None
+    scores: RunScores | None = None
 
     @property
     def finished(self) -> list[optuna.trial.FrozenTrial]:
@@ -134,7 +167,14 @@ class PreparedRun:
     def deliver(self) -> None:
         """Select the ensemble of the pooled trials and deliver it when it beats the best
         trial (``dnntune.ensemble``); with the ensemble off, put back the best trial alone
-        where an earlier run delivered an ensemble."""
+        where an earlier run delivered an ensemble. Then record how the delivered model, the
+        best trial and the baseline score (``scores`` in summary.json)."""
+        self._select()
+        self.scores = self._scores()
+        if self.scores is not None:
+            record_in_summary(self.config.run_dir, "scores", self.scores.to_dict())
+
+    def _select(self) -> None:
         search = self.config.search
         run_dir = self.config.run_dir
         manifest = run_dir / "model" / "manifest.json"
@@ -157,6 +197,41 @@ class PreparedRun:
             return
         self.ensemble = selection if search.ensemble else None
 
+    def _scores(self) -> RunScores | None:
+        """The delivered model, the best trial alone and the baseline, out of fold."""
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not any(t.value is not None and math.isfinite(t.value) for t in complete):
+            return None
+        best = self.study.best_trial
+        folds = len(best.user_attrs.get("fold_scores", []))
+        best_oof = None
+        if self.ensemble is not None and self.ensemble.best_trial == best.number:
+            best_oof = self.ensemble.best_value
+        delivered = None
+        try:
+            manifest = read_manifest(self.config.run_dir / "model")
+        except DataError:
+            manifest = None
+        if manifest is not None:
+            first = manifest.members[0]
+            if manifest.is_ensemble:
+                kind, mean = f"ensemble of {len(manifest.members)} trials", None
+            else:
+                kind, mean = f"trial {first.trial}", first.value
+                if first.trial == best.number:
+                    best_oof = manifest.oof_value
+            n = len([f for f in manifest.folds if f.trial == first.trial])
+            delivered = Score(f"delivered model ({kind})", manifest.oof_value, mean, n)
+        baseline = None
+        if self.baseline is not None:
+            b = self.baseline
+            oof = b.oof_value if math.isfinite(b.oof_value) else None
+            baseline = Score(f"baseline {b.model}", oof, b.value, len(b.fold_scores))
+        best_score = Score(f"best trial {best.number} alone", best_oof, best.value, folds)
+        return RunScores(
+            self.metric.name.value, self.metric.direction, delivered, best_score, baseline
+        )
+
     def result(self) -> TuneResult:
         wall = time.monotonic() - self.started
         run_dir = self.config.run_dir
@@ -171,6 +246,7 @@ class PreparedRun:
             self.dataset,
             self.baseline,
             self.ensemble,
+            self.scores,
         )
 
 

@@ -32,8 +32,11 @@ from dnntune.artifacts._manifest import (
 )
 from dnntune.artifacts._predictions import OutOfFold, oof_frame, out_of_fold, prediction_frame
 from dnntune.artifacts._run import (
+    OUT_OF_FOLD,
     SUMMARY,
     RunRecord,
+    RunScores,
+    Score,
     read_summary,
     record_in_summary,
     run_record,
@@ -46,6 +49,7 @@ from dnntune.artifacts._trial import member, save_trial
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST",
+    "OUT_OF_FOLD",
     "SUMMARY",
     "FoldNetwork",
     "LoadedModel",
@@ -56,6 +60,8 @@ __all__ = [
     "OutOfFold",
     "RefitNetwork",
     "RunRecord",
+    "RunScores",
+    "Score",
     "atomic_path",
     "describe_model",
     "load_model",

@@ -30,17 +30,34 @@ def _headline(loaded: LoadedModel) -> str:
 
 
 def _metric_line(loaded: LoadedModel) -> str:
+    """The delivered model's out-of-fold score first, then the best trial's fold mean."""
     m = loaded.manifest
-    text = f"{m.metric.value} ({m.direction})"
-    if m.best_value is not None:
-        n_best = sum(f.trial == m.best_trial for f in m.folds)
-        text += (
-            f": CV {m.best_value:.6f} (best trial, mean of {n_best} "
-            f"fold{'' if n_best == 1 else 's'})"
-        )
+    parts = []
     if m.oof_value is not None:
-        text += f", out-of-fold {m.oof_value:.6f}{' (the ensemble)' if m.is_ensemble else ''}"
-    return text
+        what = "the ensemble" if m.is_ensemble else "the model"
+        parts.append(f"out-of-fold {m.oof_value:.6f} ({what})")
+    if m.best_value is not None:
+        n_best = sum(f.trial == m.best_trial for f in m.folds) or len(m.best_epochs(m.best_trial))
+        folds = f"{n_best}-fold mean" if n_best else "fold mean"
+        parts.append(f"best trial {m.best_trial}: {folds} {m.best_value:.6f}")
+    return f"{m.metric.value} ({m.direction})" + (": " + ", ".join(parts) if parts else "")
+
+
+def _member_lines(loaded: LoadedModel) -> list[str]:
+    """Each delivered member: its weight, value, network and parameters."""
+    m = loaded.manifest
+    if not m.is_ensemble:
+        first = m.members[0]
+        return [
+            f"  parameters:  {first.params}",
+            f"  network:     {network_line(first.architecture)}",
+        ]
+    lines = ["  members:"]
+    for e in m.members:
+        value = f", value {e.value:.6f}" if e.value is not None else ""
+        lines.append(f"    trial {e.trial} x{e.weight:.2f}{value}: {network_line(e.architecture)}")
+        lines.append(f"      parameters: {e.params}")
+    return lines
 
 
 def describe_model(loaded: LoadedModel) -> str:
@@ -58,19 +75,13 @@ def describe_model(loaded: LoadedModel) -> str:
             f"({pre.copies_.share:.0%} of fold {m.folds[0].fold}'s training rows have one)"
         )
     data = m.data or {}
-    members = m.members if m.is_ensemble else ()
     refit = "; ".join(f"trial {r.trial}: {r.epochs} epochs on {r.rows} rows" for r in m.refit)
     lines = [
         _headline(loaded),
         f"  task:        {m.task.value}{classes}",
         f"  target:      {', '.join(m.target)}",
         f"  metric:      {_metric_line(loaded)}",
-        f"  parameters:  {m.members[0].params}",
-        f"  network:     {network_line(m.members[0].architecture)}",
-        *(
-            f"  member {e.trial}:   x{e.weight:.2f}, {network_line(e.architecture)}, {e.params}"
-            for e in members[1:]
-        ),
+        *_member_lines(loaded),
         f"  data:        {data.get('source', 'fit in Python')} ({data.get('rows', '?')} rows, "
         f"sha256 {data.get('sha256')})",
         f"  columns:     {len(m.columns)} used",

@@ -29,8 +29,11 @@ from dnntune.engine import Metric
 from dnntune.exceptions import DataError
 
 __all__ = [
+    "OUT_OF_FOLD",
     "SUMMARY",
     "RunRecord",
+    "RunScores",
+    "Score",
     "read_summary",
     "record_in_summary",
     "run_record",
@@ -119,6 +122,72 @@ def run_record(config: TuneConfig | None, dataset: Dataset, metric: Metric) -> R
         row_ids=dataset.row_ids,
         fold_ids=dataset.folds,
     )
+
+
+# How every candidate of a run is compared: its out-of-fold predictions (each row predicted by
+# the fold model that did not train on it), pooled over the folds and scored once.
+OUT_OF_FOLD = "out-of-fold"
+
+
+@dataclass(frozen=True)
+class Score:
+    """One candidate's score: out of fold (what candidates are compared on) and, where it has
+    one, the mean of its ``n_folds`` fold scores (what the study optimizes)."""
+
+    candidate: str
+    out_of_fold: float | None
+    fold_mean: float | None = None
+    n_folds: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            OUT_OF_FOLD: self.out_of_fold,
+            f"{self.n_folds}-fold mean": self.fold_mean,
+        }
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """The delivered model, the best trial alone and the baseline, scored the same way on the
+    study's metric; the delivered model's score is the run's headline."""
+
+    metric: str
+    direction: str
+    delivered: Score | None
+    best_trial: Score | None
+    baseline: Score | None
+
+    def candidates(self) -> list[Score]:
+        return [s for s in (self.delivered, self.best_trial, self.baseline) if s is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "direction": self.direction,
+            "estimator": OUT_OF_FOLD,
+            **{
+                key: score.to_dict() if score is not None else None
+                for key, score in (
+                    ("delivered", self.delivered),
+                    ("best_trial", self.best_trial),
+                    ("baseline", self.baseline),
+                )
+            },
+        }
+
+    def lines(self) -> list[str]:
+        """The comparison for the terminal, the delivered model first."""
+        out = [
+            f"Scores ({self.metric}, {self.direction}d; {OUT_OF_FOLD}: every row predicted by "
+            "the fold model that did not train on it):"
+        ]
+        width = max(len(s.candidate) for s in self.candidates())
+        for s in self.candidates():
+            value = "n/a" if s.out_of_fold is None else f"{s.out_of_fold:.6f}"
+            mean = "" if s.fold_mean is None else f"  ({s.n_folds}-fold mean {s.fold_mean:.6f})"
+            out.append(f"  {s.candidate + ':':<{width + 1}} {value}{mean}")
+        return out
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:

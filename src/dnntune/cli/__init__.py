@@ -17,7 +17,7 @@ from dnntune._logs import quiet_expected_failures
 from dnntune._names import render
 from dnntune.cli._options import with_settings
 from dnntune.config import SETTINGS, SamplerName, parse_choice
-from dnntune.exceptions import ConfigError, DnntuneError
+from dnntune.exceptions import ConfigError, DnntuneError, NoModelError
 
 app = typer.Typer(
     help="Tune the hyperparameters of PyTorch MLPs on tabular data with Optuna.",
@@ -120,27 +120,26 @@ def _print_result(result: object) -> None:
     )
     try:
         best = result.best_trial
-    except ValueError:
+    except NoModelError:
         typer.echo("No trial completed: nothing to report. Raise --timeout or --trials.")
         return
+    folds = best.user_attrs.get("fold_scores", [])
     typer.echo("Best trial:")
     typer.echo(
         f"Trial {best.number} finished with value: {best.value} and parameters: {best.params}"
+        f" ({result.metric.name.value}, {len(folds)}-fold mean)"
     )
-    folds = best.user_attrs.get("fold_scores", [])
-    typer.echo(
-        f"Best value ({result.metric.name.value}, {result.metric.direction}, mean of "
-        f"{len(folds)} fold{'' if len(folds) == 1 else 's'}): {best.value:.6f}"
-    )
-    if result.baseline is not None:
-        typer.echo(result.baseline.line())
     if result.ensemble is not None:
         typer.echo(result.ensemble.line())
         for msg in result.ensemble.notes:
             typer.echo(f"note: {msg}", err=True)
+    if result.scores is not None:
+        typer.echo("\n".join(result.scores.lines()))
+    elif result.baseline is not None:
+        typer.echo(result.baseline.line())
     model = result.model
     if model is not None:
-        typer.echo("Model:")
+        typer.echo("Model (the first network of the delivered model):")
         typer.echo(str(model))
     typer.echo(f"Outputs: {result.run_dir}")
 

@@ -109,7 +109,7 @@ def _with_baseline(fig: Any, study: optuna.Study) -> Any:
 def render_html(
     study: optuna.Study,
     summary: dict[str, Any],
-    architecture: str | None,
+    model: str | None,
     path: Path,
     extra_sections: list[tuple[str, Any]] | None = None,
 ) -> Path:
@@ -125,8 +125,8 @@ def render_html(
         f"<h1>dnntune report: {html.escape(study.study_name)}</h1>",
     ]
     parts.append(_summary_table(study, summary, metric))
-    if architecture:
-        parts.append(f"<h2>Model architecture</h2><pre>{html.escape(architecture)}</pre>")
+    if model:
+        parts.append(f"<h2>Delivered model</h2><pre>{html.escape(model)}</pre>")
     for i, (title, fig) in enumerate(figs):
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(
@@ -154,6 +154,7 @@ def _summary_table(study: optuna.Study, summary: dict[str, Any], metric: str) ->
         "task": summary.get("task"),
         "data": f"{data.get('source')} ({data.get('rows')} rows, {data.get('folds')} folds)",
         "metric": f"{metric} ({summary.get('direction')})",
+        **_scores(summary),
         "best value": summary.get("best_value"),
         "best trial": summary.get("best_trial"),
         "best parameters": json.dumps(summary.get("best_params")),
@@ -167,6 +168,21 @@ def _summary_table(study: optuna.Study, summary: dict[str, Any], metric: str) ->
         for k, v in facts.items()
     )
     return f"<h2>Summary</h2><table>{rows}</table>"
+
+
+def _scores(summary: dict[str, Any]) -> dict[str, str]:
+    """The delivered model, the best trial alone and the baseline, each scored out of fold."""
+    scores = summary.get("scores") or {}
+    out = {}
+    for key in ("delivered", "best_trial", "baseline"):
+        entry = scores.get(key)
+        if not entry:
+            continue
+        value = entry.get("out-of-fold")
+        means = [f"{k} {v:.6g}" for k, v in entry.items() if k.endswith("mean") and v is not None]
+        text = "n/a" if value is None else f"{value:.6g} out of fold"
+        out[entry["candidate"]] = text + (f" ({means[0]})" if means else "")
+    return out
 
 
 def _baseline_fact(study: optuna.Study) -> str:

@@ -39,14 +39,13 @@ def write_report(
         study, summary = load_run_study(run_dir, storage)
     else:
         summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    architecture = None
-    manifest = run_dir / "model" / "manifest.json"
-    if manifest.is_file():
-        from dnntune.inference import load
+    model = None
+    if (run_dir / "model" / "manifest.json").is_file():
+        from dnntune.artifacts import describe_model, load_model
 
         try:
-            architecture = str(load(run_dir).loaded.models[0])
+            model = describe_model(load_model(run_dir))
         except DataError:
-            architecture = None
+            model = None
     render_pngs(study, summary, run_dir / "plots")
-    return render_html(study, summary, architecture, run_dir / "report.html")
+    return render_html(study, summary, model, run_dir / "report.html")
