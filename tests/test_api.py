@@ -119,6 +119,7 @@ STAGES = [
     ("artifacts",),
     ("ensemble",),
     ("inference", "refit"),
+    ("evaluate",),
     ("study",),
     ("parallel",),
     ("report",),

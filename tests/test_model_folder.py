@@ -103,3 +103,42 @@ def test_every_writer_leaves_a_folder_every_reader_loads(
     if writer != "estimator":  # a run folder: its study and summary make a report
         r = cli("report", str(folder))
         assert r.returncode == 0 and (folder / "report.html").is_file(), r
+
+
+def test_evaluate_scores_every_candidate_as_scikit_learn_does(
+    folders: dict[str, Path], cli, credit_g: Path, tmp_path: Path
+) -> None:
+    from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
+
+    run = folders["refit"]  # an ensemble, with its refit models
+    rows = load_table(str(credit_g)).frame.sample(150, random_state=3)
+    rows.to_csv(tmp_path / "labelled.csv", index=False)
+    r = cli("evaluate", str(run), "--data", str(tmp_path / "labelled.csv"))
+    assert r.returncode == 0, r
+    assert "Leaderboard on 150 labelled rows" in r.stdout
+    board = {
+        row["candidate"]: row
+        for row in json.loads((run / "evaluation.json").read_text())["leaderboard"]
+    }
+    manifest = read_manifest(run / "model")
+    names = set(board)
+    assert f"delivered model (ensemble of {len(manifest.members)} trials)" in names
+    assert f"best trial {manifest.best_trial} alone" in names
+    assert {"refit model (all rows)", "baseline HistGradientBoosting (the study's rows)"} < names
+    y = rows["target"].to_numpy()
+    for name, on_all_rows in ((f"delivered model (ensemble of {len(manifest.members)} trials)", False),
+                        ("refit model (all rows)", True)):  # fmt: skip
+        p = dnntune.load(run, refit=on_all_rows).predict_array(rows)
+        row = board[name]
+        assert row["roc_auc"] == pytest.approx(roc_auc_score(y, p))
+        assert row["logloss"] == pytest.approx(log_loss(y, p))
+        assert row["accuracy"] == pytest.approx(accuracy_score(y, p >= 0.5))
+        assert row["brier"] == pytest.approx(brier_score_loss(y, p))
+    # The labelled rows must carry the target, and labels the model knows.
+    rows.drop(columns="target").to_csv(tmp_path / "unlabelled.csv", index=False)
+    r = cli("evaluate", str(run), "--data", str(tmp_path / "unlabelled.csv"))
+    assert r.returncode == 2 and "lacks the target column 'target'" in r.stderr, r
+    rows.assign(target=7).to_csv(tmp_path / "odd.csv", index=False)
+    r = cli("evaluate", str(run), "--data", str(tmp_path / "odd.csv"), "--no-baseline")
+    assert r.returncode == 2 and "labels the model never saw: '7'" in r.stderr, r
+    assert "Traceback" not in r.stderr

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from dnntune.config import Task
-from dnntune.data import Dataset, numeric_values, to_days
+from dnntune.data import ColumnPlan, Dataset, numeric_values, to_days
 from dnntune.engine import Metric
 
-__all__ = ["BASELINE_ATTR", "Baseline", "gbdt_baseline"]
+__all__ = ["BASELINE_ATTR", "MODEL", "Baseline", "baseline_predictions", "gbdt_baseline"]
 
 # The study user attribute that holds the baseline, for every process that opens the study.
 BASELINE_ATTR = "baseline"
@@ -76,7 +76,7 @@ def gbdt_baseline(dataset: Dataset, metric: Metric, n_folds: int, *, seed: int) 
     with warnings.catch_warnings():
         for k in range(n_folds):
             train = dataset.folds != k
-            x_train, x_valid, categorical = _columns(dataset, train)
+            x_train, x_valid, categorical = _columns(dataset.plan, dataset.features, train)
             y = dataset.target.values
             predictions = _fit_predict(x_train, y[train], x_valid, dataset, categorical, seed)
             scores.append(float(metric(y[~train], predictions, dataset.task)))
@@ -90,11 +90,22 @@ def gbdt_baseline(dataset: Dataset, metric: Metric, n_folds: int, *, seed: int) 
     return Baseline(MODEL, metric.name.value, value, scores, seconds, oof_value)
 
 
-def _columns(dataset: Dataset, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def baseline_predictions(dataset: Dataset, rows: pd.DataFrame, *, seed: int) -> np.ndarray:
+    """Fit the baseline on every row of ``dataset`` and predict ``rows`` (new rows with the
+    dataset's feature columns), in the form the study's metrics read."""
+    features = dataset.plan.features
+    frame = pd.concat([dataset.features[features], rows[features]], ignore_index=True)
+    train = np.arange(len(frame)) < dataset.n_rows
+    with warnings.catch_warnings():  # as in gbdt_baseline: the caller's filters stay
+        x_train, x_rows, categorical = _columns(dataset.plan, frame, train)
+        return _fit_predict(x_train, dataset.target.values, x_rows, dataset, categorical, seed)
+
+
+def _columns(
+    plan: ColumnPlan, frame: pd.DataFrame, train: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The feature matrix of the training and validation rows, and which columns are
     categorical (level numbers)."""
-    plan = dataset.plan
-    frame = dataset.features
     parts, categorical = [], []
     for name in plan.numeric:
         parts.append(numeric_values(frame[name]))

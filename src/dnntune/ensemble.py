@@ -34,6 +34,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from dnntune.artifacts import (
+    FoldNetwork,
+    LoadedModel,
     ModelManifest,
     OutOfFold,
     RunRecord,
@@ -48,8 +50,10 @@ from dnntune.artifacts import (
     write_model,
 )
 from dnntune.config import Task
+from dnntune.data import Preprocessor
 from dnntune.engine import METRICS, Metric, proper_metric
 from dnntune.exceptions import DataError
+from dnntune.model import make_model
 from dnntune.objective import TrialModels
 
 __all__ = ["POOL", "Pool", "PoolEntry", "Selection", "ensemble_run", "select"]
@@ -171,6 +175,41 @@ class Pool:
             (self.directory / f"fold{fold}.json").read_text(encoding="utf-8")
         )
         return data
+
+    def loaded(self, trial: int, like: ModelManifest) -> LoadedModel | None:
+        """A pooled trial's fold networks as a model in memory (None when it is not pooled);
+        ``like`` gives the run's record (task, columns, classes)."""
+        entry = next((e for e in self.entries() if e.trial == trial), None)
+        if entry is None:
+            return None
+        folds, loaded = [], LoadedModel(like)
+        best = member(entry.trial, 1.0, entry.value, entry.params, entry.d_out)
+        arch = best.architecture
+        for fold in entry.folds:
+            k = int(fold["fold"])
+            pre = Preprocessor.from_dict(self.preprocessing(k))
+            model = make_model(layout=pre.layout(), **arch)
+            model.load_state_dict(entry.fold_state(k))
+            loaded.preprocessors.append(pre)
+            loaded.models.append(model.eval())
+            loaded.y_shifts.append(fold["y_shift"])
+            loaded.y_scales.append(fold["y_scale"])
+            folds.append(
+                FoldNetwork(
+                    trial=trial,
+                    weights="",
+                    sha256="",
+                    preprocessing=pre.to_dict(),
+                    y_shift=fold["y_shift"],
+                    y_scale=fold["y_scale"],
+                    fold=k,
+                    score=fold["score"],
+                    best_epoch=fold["best_epoch"],
+                )
+            )
+        loaded.manifest = like.replace(members=(best,), folds=tuple(folds), refit=())
+        loaded.weights = loaded.manifest.shares()
+        return loaded
 
     def chosen_rounds(self) -> int | None:
         """The rounds a user chose with ``dnntune ensemble --size`` (None: none chosen)."""

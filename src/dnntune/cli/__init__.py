@@ -330,6 +330,35 @@ def ensemble_command(
         typer.echo(f"note: {msg}", err=True)
 
 
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],
+    data: Annotated[str, typer.Option(help="Labelled rows the study never saw (with the target).")],
+    output: Annotated[
+        Path | None, typer.Option(help="Leaderboard JSON (default: RUN_DIR/evaluation.json).")
+    ] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="Also fit the baseline on the study's rows and score it.")
+    ] = True,
+) -> None:
+    """Score the delivered model, the best trial alone, the refit model and the baseline on
+    labelled rows: a leaderboard with the study's metric and the task's standard ones."""
+    from dnntune.evaluate import evaluate as run_evaluate
+
+    target = output or run_dir / "evaluation.json"
+    if baseline:
+        typer.echo("Fitting the baseline on the study's rows...", err=True)
+    result = run_evaluate(run_dir, data, baseline=baseline, output=target)
+    for msg in result.notes:
+        typer.echo(f"note: {msg}", err=True)
+    typer.echo(
+        f"Leaderboard on {result.rows} labelled rows of {result.data} (best first by "
+        f"{result.metric}):"
+    )
+    typer.echo(result.table())
+    typer.echo(f"wrote {target}")
+
+
 @app.command("refit")
 def refit_command(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],
