@@ -126,8 +126,8 @@ def test_evaluate_scores_every_candidate_as_scikit_learn_does(
     assert f"best trial {manifest.best_trial} alone" in names
     assert {"refit model (all rows)", "baseline HistGradientBoosting (the study's rows)"} < names
     y = rows["target"].to_numpy()
-    for name, on_all_rows in ((f"delivered model (ensemble of {len(manifest.members)} trials)", False),
-                        ("refit model (all rows)", True)):  # fmt: skip
+    delivered = f"delivered model (ensemble of {len(manifest.members)} trials)"
+    for name, on_all_rows in ((delivered, False), ("refit model (all rows)", True)):
         p = dnntune.load(run, refit=on_all_rows).predict_array(rows)
         row = board[name]
         assert row["roc_auc"] == pytest.approx(roc_auc_score(y, p))
