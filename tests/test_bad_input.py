@@ -219,3 +219,43 @@ def test_files_that_are_not_tables(
 def test_option_values_out_of_range(cli, tmp_path: Path, option: str, value: str, message: str):
     r = cli("tune", option, value)
     _assert_clean_failure(r, tmp_path, message)
+
+
+def test_a_cuda_device_without_cuda_is_one_line_and_the_next_run_works(
+    cli, tmp_path: Path, credit_g: Path
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device cuda is valid here")
+    common = ("tune", "--data", str(credit_g), "--target", "target", "--folds", "2")
+    small = ("--trials", "1", "--space", "classic", "--no-baseline", "--no-report")
+    r = cli(*common, *small, "--device", "cuda")
+    _assert_clean_failure(r, tmp_path, "error: --device 'cuda', but this PyTorch (")
+    assert "sees no CUDA device; use --device cpu or --device auto" in r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1
+    r = cli(*common, *small, "--device", "cpu", "--no-progress")
+    assert r.returncode == 0, r
+    # What was inferred is said first.
+    assert r.stderr.startswith(
+        "note: task binary (inferred; 2 classes of 'target': 0, 1), metric roc_auc (the task's "
+        "default, maximized) on 1000 rows"
+    ), r.stderr
+
+
+def test_help_reads_at_80_columns_with_the_values_a_user_writes() -> None:
+    from typer.testing import CliRunner
+
+    from dnntune.cli import app
+
+    r = CliRunner().invoke(app, ["tune", "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert r.exit_code == 0, r.output
+    assert max(len(line) for line in r.output.splitlines()) <= 80
+    assert "<list[str]>" not in r.output and "<str>" not in r.output and "…" not in r.output
+    for usage in (
+        "--target COLUMN[,COLUMN...]",
+        "--task binary|multiclass|regression|multilabel",
+        "--timeout SECONDS",
+        "--device auto|cpu|cuda[:N]",
+    ):
+        assert usage in r.output

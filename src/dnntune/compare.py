@@ -18,6 +18,7 @@ import json
 import math
 import os
 import statistics
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -102,8 +103,11 @@ def compare(
     repeats: int = 3,
     jobs: int = 1,
     directory: Path | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> CompareResult:
-    """Run every sampler ``repeats`` times with the same budget; write leaderboard and plots."""
+    """Run every sampler ``repeats`` times with the same budget; write leaderboard and plots.
+    ``on_note`` hears of each run as it ends (its sampler, repeat and wall time)."""
+    say = on_note or (lambda msg: None)
     directory = Path(directory or Path("runs") / f"compare-{config.study_name}")
     directory.mkdir(parents=True, exist_ok=True)
     storage = f"journal:{(directory / 'compare.journal').resolve()}"
@@ -126,11 +130,13 @@ def compare(
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
             threads = max(1, (os.cpu_count() or 1) // jobs)
             futures = {key: pool.submit(_run, cfg, threads) for key, cfg in runs.items()}
-            for key, fut in futures.items():
+            for i, (key, fut) in enumerate(futures.items(), 1):
                 walls[key[0]].append(fut.result())
+                say(_progress(i, len(runs), key, walls[key[0]][-1]))
     else:
-        for key, cfg in runs.items():
+        for i, (key, cfg) in enumerate(runs.items(), 1):
             walls[key[0]].append(_run(cfg))
+            say(_progress(i, len(runs), key, walls[key[0]][-1]))
     studies = {key: cfg.study_name for key, cfg in runs.items()}
     meta = {
         "samplers": [s.value for s in samplers],
@@ -141,6 +147,10 @@ def compare(
         "walls": walls,
     }
     return _render(directory, meta)
+
+
+def _progress(done: int, total: int, key: tuple[str, int], wall: float) -> str:
+    return f"run {done} of {total} done: sampler {key[0]}, repeat {key[1] + 1} ({wall:.1f} s)"
 
 
 def _render(directory: Path, meta: dict) -> CompareResult:

@@ -36,7 +36,7 @@ from dnntune.artifacts import (
     write_run_outputs,
 )
 from dnntune.baseline import BASELINE_ATTR, Baseline, gbdt_baseline
-from dnntune.config import CONFIG_FORMAT, SamplerName, TuneConfig
+from dnntune.config import CONFIG_FORMAT, SamplerName, Task, TuneConfig
 from dnntune.data import FOLD_CACHE_SHARE, Dataset, FoldCache, dataset_from_config
 from dnntune.engine import Metric, resolve_device, resolve_metric
 from dnntune.ensemble import POOL, Pool, Selection, ensemble_run
@@ -188,6 +188,8 @@ class PreparedRun:
                 f"the ensemble keeps the size chosen with dnntune ensemble --size {rounds} "
                 "(run it again with another size to change it)"
             )
+        if search.ensemble:
+            self.note("selecting the ensemble of the best trials on their out-of-fold predictions")
         try:
             selection = ensemble_run(
                 run_dir, rounds=rounds or search.ensemble_rounds, deliver=search.ensemble
@@ -295,10 +297,10 @@ def prepare_run(
         )
     notes = Notes(on_note)
     dataset = dataset or dataset_from_config(config)
-    for msg in dataset.notes:
-        notes(msg)
-    space = space or (load_space(config.search.space) if config.search.space else default_space())
     metric = resolve_metric(config.training.metric, dataset.task)
+    # Told once the study is open: bad input found meanwhile is then one line, alone.
+    pending = [*([] if worker else [_task_line(config, dataset, metric)]), *dataset.notes]
+    space = space or (load_space(config.search.space) if config.search.space else default_space())
     seed = config.seed if sampler_seed is None else sampler_seed
     search = config.search
     choice = make_sampler(search.sampler, space=space, seed=seed, grid_points=search.grid_points)
@@ -308,6 +310,8 @@ def prepare_run(
     slot, n_folds = epoch_slot(space), fold_count(config.training, dataset)
     pruner = make_pruner(search.pruner, epoch_slot=slot, max_steps=n_folds * slot)
     study = _open_study(config, metric, choice.sampler, pruner, space, worker=worker)
+    for msg in pending:
+        notes(msg)
     model_folder = config.run_dir / "model"
     orphans = end_orphans(study, saved_trial(model_folder), every_running=stale_running).note()
     if orphans is not None:
@@ -339,6 +343,27 @@ def prepare_run(
         started=started,
         deadline=deadline,
         callbacks=_auto_stop(config, objective, notes),
+    )
+
+
+def _task_line(config: TuneConfig, dataset: Dataset, metric: Metric) -> str:
+    """What the run reads the table as: task, classes and metric, and how they were chosen."""
+    target = dataset.target
+    how = "given" if config.columns.task is not None else "inferred"
+    what = f"task {dataset.task.value} ({how}"
+    if target.classes and dataset.task is not Task.MULTILABEL:
+        shown = ", ".join(str(c) for c in target.classes[:8])
+        more = f", ... ({len(target.classes)} in all)" if len(target.classes) > 8 else ""
+        what += f"; {len(target.classes)} classes of {target.columns[0]!r}: {shown}{more}"
+    elif dataset.task is Task.MULTILABEL:
+        what += f"; {len(target.columns)} labels: {', '.join(target.columns)}"
+    else:
+        what += f"; values of {', '.join(repr(c) for c in target.columns)}"
+    chosen = "given" if config.training.metric is not None else "the task's default"
+    return (
+        f"{what}), metric {metric.name.value} ({chosen}, {metric.direction}d) on "
+        f"{dataset.n_rows} rows; {setting_name('task')} and {setting_name('metric')} choose "
+        "others"
     )
 
 
@@ -526,6 +551,10 @@ def run_baseline(run: PreparedRun) -> Baseline | None:
     stored = Baseline.from_dict(run.study.user_attrs.get(BASELINE_ATTR))
     if stored is None and run.config.search.baseline:
         seed = run.config.seed
+        run.note(
+            f"fitting the HistGradientBoosting baseline on the study's {run.objective.n_folds} "
+            "folds (its scores come with the run's)"
+        )
         try:
             stored = gbdt_baseline(run.dataset, run.metric, run.objective.n_folds, seed=seed)
         except (ValueError, TypeError, MemoryError) as exc:

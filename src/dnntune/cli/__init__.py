@@ -24,6 +24,8 @@ app = typer.Typer(
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # Plain help (click's): it wraps at any width, where rich's table cuts text at 80 columns.
+    rich_markup_mode=None,
 )
 
 
@@ -285,7 +287,8 @@ def compare_command(
 
     for msg in dataset_from_config(config).notes:
         _note(msg)
-    result = compare(config, names, repeats=repeats, jobs=jobs, directory=output_dir)
+    typer.echo(f"Comparing {len(names)} samplers x {repeats} repeats...", err=True)
+    result = compare(config, names, repeats=repeats, jobs=jobs, directory=output_dir, on_note=_note)
     board = result.leaderboard
     typer.echo(f"Leaderboard ({repeats} repeats per sampler, best first):")
     _echo_board(board)

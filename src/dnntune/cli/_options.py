@@ -22,6 +22,29 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+# What a user writes for a setting, where its type alone says too little.
+_METAVARS = {
+    "data": "FILE",
+    "space": "FILE|NAME",
+    "storage": "URL",
+    "output_dir": "DIR",
+    "study": "NAME",
+    "fold_column": "COLUMN",
+    "device": "auto|cpu|cuda[:N]",
+    "timeout": "SECONDS",
+}
+
+
+def _metavar(s: Setting, base: Any) -> str | None:
+    if s.name in _METAVARS:
+        return _METAVARS[s.name]
+    if typing.get_origin(s.hint) is tuple:
+        return "COLUMN[,COLUMN...]"
+    if isinstance(base, type) and issubclass(base, StrEnum):
+        return "|".join(m.value for m in base)
+    return {int: "INTEGER", float: "NUMBER", str: "TEXT"}.get(base)
+
+
 def _option(s: Setting, default: Any, help: str | None) -> inspect.Parameter:
     """A setting as a keyword-only Typer option: the CLI's view of its one definition."""
     args = [a for a in typing.get_args(s.hint) if a is not type(None)]
@@ -35,7 +58,11 @@ def _option(s: Setting, default: Any, help: str | None) -> inspect.Parameter:
     elif isinstance(base, type) and issubclass(base, StrEnum):
         kind = str | None if optional else str
         default = default.value if isinstance(default, StrEnum) else default
-    option = typer.Option(decl, help=help or render(s.help_template, flags=True))
+    option = typer.Option(
+        decl,
+        help=help or render(s.help_template, flags=True),
+        metavar=None if base is bool else _metavar(s, base),
+    )
     return inspect.Parameter(
         s.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
     )

@@ -92,6 +92,10 @@ def _logloss(y: np.ndarray, p: np.ndarray, task: Task) -> float:
         return float(
             np.mean([_skm().log_loss(y[:, j], p[:, j], labels=[0, 1]) for j in range(y.shape[1])])
         )
+    # float32 probabilities sum to 1 within float32's precision only, which scikit-learn's
+    # check (in float64) warns about: renormalized in float64 they sum to 1 exactly.
+    p = np.asarray(p, dtype=np.float64)
+    p = p / p.sum(axis=1, keepdims=True)
     return float(_skm().log_loss(y, p, labels=np.arange(p.shape[1])))
 
 

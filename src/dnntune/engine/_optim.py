@@ -6,7 +6,9 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from dnntune._names import setting_example, setting_name
 from dnntune.config import OptimizerName
+from dnntune.exceptions import ConfigError
 
 __all__ = ["OPTIMIZERS", "flatten_parameters", "make_optimizer", "resolve_device"]
 
@@ -80,7 +82,24 @@ def flatten_parameters(model: torch.nn.Module) -> torch.nn.Parameter:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """CUDA when available for ``auto``; otherwise what was asked."""
+    """CUDA when available for ``auto``; otherwise what was asked, refused in one line when
+    this machine's PyTorch cannot use it (checked before anything is written)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    chosen = torch.device(device)
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "a CUDA build"
+            raise ConfigError(
+                f"{setting_name('device')} {device!r}, but this PyTorch ({torch.__version__}, "
+                f"{build}) sees no CUDA device; use {setting_example('device', 'cpu')} or "
+                f"{setting_example('device', 'auto')}, or install PyTorch's CUDA build on a "
+                "machine with a GPU"
+            )
+        count = torch.cuda.device_count()
+        if chosen.index is not None and chosen.index >= count:
+            raise ConfigError(
+                f"{setting_name('device')} {device!r}, but this machine has {count} CUDA "
+                f"device{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})"
+            )
+    return chosen
