@@ -229,9 +229,9 @@ def test_a_tuned_classifier_runs_the_study_of_dnntune_tune(credit_g: Path, tmp_p
 
     # The delivered model is the run's: the same ensemble (or trial), the same predictions.
     manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
-    members = manifest["members"]  # these 3 trials blend better than the best
-    assert clf.ensemble_ == [{"trial": m["trial"], "weight": m["weight"]} for m in members]
-    assert len(clf.models_) == 3 * len(members) > 3
+    members = [{"trial": m["trial"], "weight": m["weight"]} for m in manifest["members"]]
+    assert clf.ensemble_ == (members if len(members) > 1 else None)
+    assert len(clf.models_) == 3 * len(members)
     proba = clf.predict_proba(X)
     cli_proba = dnntune.load(tmp_path / "run").predict_array(X)
     assert np.allclose(proba[:, 1], cli_proba, rtol=0, atol=1e-6)
