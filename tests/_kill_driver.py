@@ -66,7 +66,8 @@ def _child(fd: int, argv: list[str]) -> None:
     objective._EpochReport.__call__ = _announcing(objective._EpochReport.__call__, "epoch", fd)
     writer = dnntune.artifacts.ModelWriter  # every save of the model folder writes through it
     writer.fold_network = _announcing(writer.fold_network, "save", fd)
-    dnntune.study.write_run_outputs = _announcing(dnntune.study.write_run_outputs, "outputs", fd)
+    prepared = dnntune.study._prepared  # where PreparedRun.write_outputs finds it
+    prepared.write_run_outputs = _announcing(prepared.write_run_outputs, "outputs", fd)
     dnntune.report.write_report = _announcing(dnntune.report.write_report, "report", fd)
     sys.argv = ["dnntune", *argv]
     code = 1

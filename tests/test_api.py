@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 import torch
 
@@ -57,27 +58,41 @@ def test_tune_returns_study_params_value_and_trained_model(tmp_path: Path, credi
     assert manifest["data"]["rows"] == 1000 and len(manifest["data"]["sha256"]) == 64
 
 
-def test_timeout_bounds_the_trial_in_flight(tmp_path: Path, credit_g: Path) -> None:
+def test_a_budget_shorter_than_one_trial_still_delivers_a_model(
+    tmp_path: Path, credit_g: Path
+) -> None:
+    """A trial of 10,000 epochs per fold in a 4 s budget: the deadline cuts it at the end of
+    an epoch (counted epochs, not a wall time, say so); it is recorded as cut, not pruned, its
+    finished fold is delivered, and a resumed study runs it again first."""
     slow = TINY_SPACE.replace("epochs: 4", "epochs: 10000")
-    result = dnntune.tune(
-        data=str(credit_g),
-        target=("target",),
-        timeout=4.0,
-        patience=10000,
-        space=str(write_space(tmp_path / "s.yaml", slow)),
-        output_dir=str(tmp_path / "run"),
-    )
-    trials = result.study.trials
-    assert trials[-1].state is optuna.trial.TrialState.PRUNED
-    assert trials[-1].user_attrs["stop_reason"] == "timeout"
-    # The deadline, not the epoch budget, ended it: counted epochs, not a wall time.
-    assert 1 <= trials[-1].user_attrs["epochs_run"] < trials[-1].user_attrs["epochs_budget"]
+    settings = {
+        "data": str(credit_g),
+        "target": ("target",),
+        "timeout": 4.0,
+        "patience": 10000,
+        "baseline": False,
+        "space": str(write_space(tmp_path / "s.yaml", slow)),
+        "output_dir": str(tmp_path / "run"),
+    }
+    result = dnntune.tune(**settings)
+    first = result.study.trials[0]
+    assert first.state is optuna.trial.TrialState.FAIL
+    assert first.user_attrs["stop_reason"] == "timeout" and first.user_attrs["folds_done"] == 1
+    assert 1 <= first.user_attrs["epochs_run"] < first.user_attrs["epochs_budget"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["trials"] == {"pruned": len(trials)}
-    # No trial completed: dnntune's own error, naming the states, not Optuna's ValueError.
-    with pytest.raises(NoModelError, match=r"no trial of study .* completed \(trials: 1 pruned\)"):
+    assert summary["trials"] == {"cut": 1, "waiting": 1}
+    # No trial completed: dnntune's own error, naming the states, not Optuna's ValueError...
+    with pytest.raises(NoModelError, match=r"no trial of study .* completed \(trials: 1 cut"):
         _ = result.best_value
-    assert result.model is None and result.scores is None
+    # ... but the fold the trial finished is the delivered model, and predict uses it.
+    assert any("model delivered is trial 0's 1 of 5 folds" in n for n in result.notes)
+    assert result.delivered is not None and result.delivered.manifest.cut_by_deadline
+    assert len(result.models) == 1
+    frame = pd.read_csv(credit_g, sep="\t").head(20)
+    assert dnntune.load(tmp_path / "run").predict(frame)["proba_1"].between(0, 1).all()
+    # Resumed, the cut trial runs first, with its parameters.
+    again = dnntune.tune(**settings).study.trials
+    assert again[1].params == first.params and again[1].user_attrs["retry_of"] == 0
 
 
 @pytest.mark.slow

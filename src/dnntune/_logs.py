@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from dnntune.exceptions import TrialOutOfMemory
+from dnntune.exceptions import TrialCut, TrialOutOfMemory
 
 __all__ = ["quiet_expected_failures"]
 
@@ -14,11 +14,18 @@ _TRIALS_LOGGER = "optuna.study._optimize"
 
 class _NoExpectedTraceback(logging.Filter):
     """Optuna logs a failed trial with its error's traceback. For an interrupt (a deliberate
-    Ctrl-C) or a configuration too large for memory that is a page of library frames that
-    says nothing the line does not: keep the line, drop the traceback."""
+    Ctrl-C), a configuration too large for memory or a trial the deadline cut, that is a page
+    of library frames that says nothing the line does not: keep the line, drop the
+    traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt | TrialOutOfMemory):
+        # Optuna follows each failure's line with "Trial N failed with value None.", which
+        # says nothing more about a trial that raised.
+        if record.getMessage().endswith(" failed with value None."):
+            return False
+        if record.exc_info and isinstance(
+            record.exc_info[1], KeyboardInterrupt | TrialOutOfMemory | TrialCut
+        ):
             record.exc_info = None
             record.exc_text = None
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 from dnntune.config import SETTINGS, MetricName, PrunerName, SamplerName, Task, TuneConfig
@@ -49,8 +50,10 @@ def tune(
     on_note: Callable[[str], None] | None = None,
 ) -> TuneResult:
     # The docstring is completed below from the settings' own help texts.
+    started = time.monotonic()  # the time limit counts from the call, reading the data included
     settings = {name: value for name, value in locals().items() if name in SETTINGS}
-    return tune_config(TuneConfig.of(**settings), show_progress=show_progress, on_note=on_note)
+    config = TuneConfig.of(**settings)
+    return tune_config(config, show_progress=show_progress, on_note=on_note, started=started)
 
 
 def _docstring() -> str:

@@ -25,7 +25,14 @@ from dnntune.config import Task
 from dnntune.data import ColumnPlan, Dataset, numeric_values, to_days
 from dnntune.engine import Metric
 
-__all__ = ["BASELINE_ATTR", "MODEL", "Baseline", "baseline_predictions", "gbdt_baseline"]
+__all__ = [
+    "BASELINE_ATTR",
+    "MODEL",
+    "Baseline",
+    "BaselineTooSlow",
+    "baseline_predictions",
+    "gbdt_baseline",
+]
 
 # The study user attribute that holds the baseline, for every process that opens the study.
 BASELINE_ATTR = "baseline"
@@ -66,9 +73,22 @@ class Baseline:
         )
 
 
-def gbdt_baseline(dataset: Dataset, metric: Metric, n_folds: int, *, seed: int) -> Baseline:
+class BaselineTooSlow(Exception):
+    """The baseline's first folds show that all of them would not fit its time budget."""
+
+
+def gbdt_baseline(
+    dataset: Dataset,
+    metric: Metric,
+    n_folds: int,
+    *,
+    seed: int,
+    time_budget: float | None = None,
+) -> Baseline:
     """Cross-validate ``HistGradientBoosting`` (its defaults, ``random_state=seed``) on the
-    first ``n_folds`` folds of ``dataset``, scored with ``metric``."""
+    first ``n_folds`` folds of ``dataset``, scored with ``metric``. With ``time_budget``
+    (seconds), it stops as soon as the folds done show that all would take longer
+    (:class:`BaselineTooSlow`)."""
     started = time.monotonic()
     scores, rows, pooled = [], [], []
     # scikit-learn's threaded helpers each swap the process's warning filters in and out, and
@@ -82,6 +102,13 @@ def gbdt_baseline(dataset: Dataset, metric: Metric, n_folds: int, *, seed: int) 
             scores.append(float(metric(y[~train], predictions, dataset.task)))
             rows.append(np.flatnonzero(~train))
             pooled.append(predictions)
+            spent = time.monotonic() - started
+            projected = spent / (k + 1) * n_folds
+            if time_budget is not None and k + 1 < n_folds and projected > time_budget:
+                raise BaselineTooSlow(
+                    f"the baseline's first {k + 1} fold(s) took {spent:.1f} s; its {n_folds} "
+                    f"folds would take more than {time_budget:.0f} s, a quarter of the time left"
+                )
     value = float(np.mean(scores)) if all(map(math.isfinite, scores)) else math.nan
     order = np.concatenate(rows)
     y = dataset.target.values[order]

@@ -17,6 +17,7 @@ __all__ = [
     "NoModelError",
     "SpaceError",
     "StorageError",
+    "TrialCut",
     "TrialOutOfMemory",
 ]
 
@@ -63,6 +64,15 @@ class SpaceError(DnntuneError):
         n = len(self.problems)
         head = f"invalid search space {source}: {n} problem{'s' if n != 1 else ''}"
         super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
+
+
+class TrialCut(Exception):
+    """A trial the study's deadline cut before its last fold: not a poor configuration, so not
+    pruned; it is recorded failed with ``stop_reason`` 'timeout' and queued to run first when
+    the study resumes (``optimize(catch=...)`` goes on)."""
+
+    def __repr__(self) -> str:  # how Optuna names the error in its "Trial N failed" line
+        return str(self)
 
 
 class TrialOutOfMemory(Exception):

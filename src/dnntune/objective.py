@@ -22,12 +22,12 @@ import optuna
 import torch
 from torch import nn
 
-from dnntune._owners import record_owner
+from dnntune._owners import RETRY_ATTR, record_owner
 from dnntune._signals import raise_if_interrupted
 from dnntune.config import Task, Training
 from dnntune.data import Dataset, FoldCache, PreparedFold
 from dnntune.engine import FitResult, Metric, fit, predict_outputs
-from dnntune.exceptions import TrialOutOfMemory
+from dnntune.exceptions import TrialCut, TrialOutOfMemory
 from dnntune.model import make_model
 from dnntune.space import FixedParam, IntParam, SearchSpace, suggest
 
@@ -148,7 +148,7 @@ def train_network(
     patience: int,
     seed: int,
     epochs: int | None = None,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float], bool | None] | None = None,
 ) -> tuple[nn.Module, FitResult]:
     """The one way a configuration is trained on a fold's rows, by the study's trials, refit and
     the estimators: a network made from ``params`` (initialized from ``seed``) on the fold's
@@ -206,6 +206,7 @@ class _TrialRun:
     # [step, seconds since the trial started] of each reported value (the report's curves
     # against time, bench_search's time to a target).
     timeline: list[list[float]] = field(default_factory=list)
+    cut: bool = False  # the study's deadline ended it
 
     def record(self, reason: str | None = None, **attrs: Any) -> None:
         """Store the trial's progress in the study (before it ends, for whatever reason)."""
@@ -224,7 +225,10 @@ class Objective:
     trial better than ``best_value`` (the study's best when the objective is made).
 
     ``folds`` gives each fold's prepared tensors; ``training`` the folds each trial runs and
-    the early-stopping patience; ``deadline`` (``time.monotonic()``) ends a trial in flight.
+    the early-stopping patience. ``deadline`` (``time.monotonic()``) ends a trial in flight at
+    the end of an epoch, its best epoch kept: the trial is cut (:class:`TrialCut`), its
+    parameters queued to run first when the study resumes, and, while no trial has
+    completed, ``on_partial`` hears of the folds it finished (the best partial result).
     """
 
     def __init__(
@@ -239,6 +243,7 @@ class Objective:
         best_value: float | None = None,
         on_new_best: Callable[[TrialModels], object] | None = None,
         on_trial: Callable[[TrialModels], object] | None = None,
+        on_partial: Callable[[TrialModels], object] | None = None,
     ) -> None:
         self.dataset: Dataset = folds.dataset
         self.space = space
@@ -253,6 +258,7 @@ class Objective:
         self.best: TrialModels | None = None
         self.on_new_best = on_new_best
         self.on_trial = on_trial
+        self.on_partial = on_partial
         self.epoch_slot = epoch_slot(space)
 
     @property
@@ -291,9 +297,13 @@ class Objective:
         trial.set_user_attr("epochs_budget", self.n_folds * int(run.params["epochs"]))
         for k in range(self.n_folds):
             raise_if_interrupted()
-            self._check_deadline(run)
+            run.cut = run.cut or self.past_deadline()
+            if run.cut:
+                break
             self._fit_fold(run, k)
             trial.set_user_attr("report_seconds", run.timeline)
+        if run.cut:
+            self._cut(run)
         value = float(np.mean(run.scores))
         run.record(
             fold_scores=run.scores, best_epochs=run.best_epochs, batch_size=run.params["batch_size"]
@@ -330,10 +340,22 @@ class Objective:
         run.oof.append(predict_outputs(model, fold.tensors.x_valid))  # the best epoch's weights
         run.folds.append(PreparedFold(k, fold.preprocessor, fold.tensors.without_inputs()))
 
-    def _check_deadline(self, run: _TrialRun) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            run.record("timeout")
-            raise optuna.TrialPruned("the study's timeout was reached during this trial")
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _cut(self, run: _TrialRun) -> None:
+        """End a trial the deadline cut: record it, offer its finished folds as the best
+        partial result while no trial has completed, queue it to run first on resume."""
+        trial, done = run.trial, len(run.scores)
+        run.record("timeout", folds_done=done, fold_scores=run.scores, best_epochs=run.best_epochs)
+        if done and self.best_value is None and self.on_partial is not None:
+            self.on_partial(self._models(run, float(np.mean(run.scores))))
+        retry_of = trial.user_attrs.get(RETRY_ATTR, trial.number)
+        trial.study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: retry_of})
+        raise TrialCut(
+            f"cut by the study's deadline after {done} of {self.n_folds} fold"
+            f"{'s' if self.n_folds != 1 else ''}; queued to run first when the study resumes"
+        )
 
     def _models(self, run: _TrialRun, value: float) -> TrialModels:
         """A completed trial's fold models, out-of-fold outputs and validation rows."""
@@ -361,7 +383,7 @@ class _EpochReport:
         self.finished = list(run.scores)
         self.best = math.nan  # the fold's best score so far
 
-    def __call__(self, epoch: int, score: float) -> None:
+    def __call__(self, epoch: int, score: float) -> bool:
         raise_if_interrupted()
         run, objective = self.run, self.objective
         run.epochs_run += 1
@@ -376,4 +398,6 @@ class _EpochReport:
             if run.trial.should_prune():
                 run.record(pruned_at_fold=self.k)
                 raise optuna.TrialPruned(f"pruned at fold {self.k}, epoch {epoch}")
-        objective._check_deadline(run)
+        # At the deadline the fold ends as early stopping ends it, its best epoch kept.
+        run.cut = objective.past_deadline()
+        return run.cut

@@ -59,15 +59,23 @@ def tune_config(
     *,
     show_progress: bool = False,
     on_note: Callable[[str], None] | None = None,
+    started: float | None = None,
 ) -> TuneResult:
-    """Run (or resume) a study; with ``run.jobs > 1`` in worker processes sharing its storage."""
+    """Run (or resume) a study; with ``run.jobs > 1`` in worker processes sharing its storage.
+    ``started`` (``time.monotonic()``): when the command began, from which ``timeout``
+    counts (default: now)."""
+    started = time.monotonic() if started is None else started
     if config.run.jobs <= 1:
-        return run_study(config, show_progress=show_progress, on_note=on_note)
-    return _coordinate(config, show_progress=show_progress, on_note=on_note)
+        return run_study(config, show_progress=show_progress, on_note=on_note, started=started)
+    return _coordinate(config, show_progress=show_progress, on_note=on_note, started=started)
 
 
 def _coordinate(
-    config: TuneConfig, *, show_progress: bool, on_note: Callable[[str], None] | None
+    config: TuneConfig,
+    *,
+    show_progress: bool,
+    on_note: Callable[[str], None] | None,
+    started: float,
 ) -> TuneResult:
     jobs = config.run.jobs
     url = config.run.storage or default_parallel_storage(config.run_dir)
@@ -81,7 +89,9 @@ def _coordinate(
     config = config.replace(storage=url)
     # A journal file has no heartbeat: before the workers start, a trial still RUNNING was
     # left by a dead earlier run.
-    prepared = prepare_run(config, on_note=on_note, stale_running=url.startswith("journal:"))
+    prepared = prepare_run(
+        config, on_note=on_note, stale_running=url.startswith("journal:"), started=started
+    )
     study = prepared.study
     done = len(prepared.finished)
     total = config.search.n_trials
@@ -99,6 +109,7 @@ def _coordinate(
             log.close()
         prepared.write_outputs()
     prepared.deliver()
+    prepared.check_delivered()
     failed = [p.returncode for p in procs if p.returncode not in (0, None)]
     if failed and on_note is not None:
         on_note(f"{len(failed)} worker(s) ended with an error; see {config.run_dir}/worker-*.log")

@@ -26,6 +26,12 @@ def _headline(loaded: LoadedModel) -> str:
         blend = ", ".join(f"trial {e.trial} x{e.weight:.2f}" for e in m.members)
         return f"Ensemble of {len(m.members)} trials ({blend}); best trial {m.best_trial} ({made})"
     trial = m.members[0].trial
+    if m.cut_by_deadline:
+        n = len(m.folds)
+        return (
+            f"Model of trial {trial}: the {n} fold{'s' if n != 1 else ''} it finished before the "
+            f"time limit cut it; no trial completed ({made})"
+        )
     return f"Model of trial {trial} ({made})" if trial is not None else f"Model ({made})"
 
 

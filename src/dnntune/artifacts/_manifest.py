@@ -6,7 +6,8 @@ member has one network per fold (``folds``) and, after ``dnntune refit``, one tr
 rows (``refit``). A network names its safetensors file (with its SHA-256), the preprocessing
 fitted on its training rows and the target's shift and scale. ``best_trial`` and
 ``best_value`` are the study's best trial, which a resumed study or a worker compares new
-trials with, whatever is delivered.
+trials with, whatever is delivered. ``cut_by_deadline``: no trial completed within the time
+limit, and the model is the folds a trial finished before the deadline cut it.
 
 :meth:`ModelManifest.from_dict` is the only reader: every key is checked for its type, every
 file name for staying inside the folder, every network shape against its parameters' rules,
@@ -103,6 +104,12 @@ def _dict(v: Any) -> dict[str, Any]:
 def _list(v: Any) -> list[Any]:
     if not isinstance(v, list):
         raise _Damaged(f"{v!r} is not a list")
+    return v
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _Damaged(f"{v!r} is not true or false")
     return v
 
 
@@ -230,6 +237,7 @@ class ModelManifest:
     config: dict[str, Any] | None = field(default=None, repr=False)
     versions: dict[str, str] = field(default_factory=dict)
     estimator: dict[str, Any] | None = None
+    cut_by_deadline: bool = False
     created_at: str = ""
 
     @property
@@ -324,6 +332,7 @@ class ModelManifest:
             config=_get(d, "config", _opt(_dict), None),
             versions=_get(d, "versions", _dict, {}),
             estimator=_get(d, "estimator", _opt(_dict), None),
+            cut_by_deadline=_get(d, "cut_by_deadline", _bool, False),
             created_at=_get(d, "created_at", _str, ""),
         )
 

@@ -37,7 +37,9 @@ __all__ = [
     "read_summary",
     "record_in_summary",
     "run_record",
+    "state_counts",
     "torch_versions",
+    "trial_state",
     "write_run_outputs",
     "write_summary",
 ]
@@ -215,10 +217,30 @@ def record_in_summary(run_dir: Path, key: str, value: Any) -> None:
     write_summary(run_dir, summary)
 
 
+def trial_state(trial: optuna.trial.FrozenTrial) -> str:
+    """A trial's state as a user reads it: Optuna's, but "cut" for a trial the study's
+    deadline ended (failed in Optuna's terms, queued to run again; not a poor value)."""
+    if trial.state is TrialState.FAIL and trial.user_attrs.get("stop_reason") == "timeout":
+        return "cut"
+    return trial.state.name.lower()
+
+
+def state_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[trial_state(t)] = counts.get(trial_state(t), 0) + 1
+    return counts
+
+
 def _epochs(trials: list[optuna.trial.FrozenTrial]) -> dict[str, Any]:
-    """Epochs saved by early stopping and pruning: of the trials that ended that way, not of
-    failed ones (out of memory, interrupted), which record no epochs run."""
-    ended = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    """Epochs saved by early stopping and pruning: of the trials that ended that way or were
+    cut by the deadline, not of failed ones (out of memory, interrupted), which record no
+    epochs run."""
+    ended = [
+        t
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or trial_state(t) == "cut"
+    ]
 
     def count(t: optuna.trial.FrozenTrial, key: str) -> int:
         return int(t.user_attrs.get(key, 0))
@@ -244,9 +266,7 @@ def write_run_outputs(
     """summary.json, best_params.json (when a trial completed) and trials.csv of a run."""
     run_dir = config.run_dir
     trials = study.get_trials(deepcopy=False)
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    counts = state_counts(trials)
     complete = [
         t
         for t in trials

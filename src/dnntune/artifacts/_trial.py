@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from dnntune.artifacts._folder import write_model
-from dnntune.artifacts._manifest import Member
+from dnntune.artifacts._manifest import Member, ModelManifest
 from dnntune.artifacts._predictions import oof_frame, out_of_fold
 from dnntune.artifacts._run import RunRecord
 from dnntune.engine import METRICS
@@ -27,12 +27,27 @@ def member(
     return Member(trial, weight, value, dict(params), architecture)
 
 
+def _beats_partial(
+    best: TrialModels, current: ModelManifest, better: Callable[[float, float], bool] | None
+) -> bool:
+    """Whether a trial's partial folds replace the model in place: only another partial one,
+    and only when better (``better(new, saved)``)."""
+    was = current.members[0].value
+    return (
+        current.cut_by_deadline
+        and better is not None
+        and was is not None
+        and better(best.value, was)
+    )
+
+
 def save_trial(
     best: TrialModels,
     directory: Path,
     record: RunRecord,
     *,
     only_if_better: Callable[[float, float], bool] | None = None,
+    partial: bool = False,
 ) -> Path:
     """Deliver a trial's fold models, out-of-fold predictions and manifest in ``directory``.
 
@@ -41,8 +56,11 @@ def save_trial(
     check and the swap happen under the folder's lock.
     """
     with write_model(directory) as writer:
-        saved = writer.current.best_value if writer.current is not None else None
+        current = writer.current
+        saved = current.best_value if current is not None else None
         if only_if_better and saved is not None and not only_if_better(best.value, saved):
+            return directory
+        if partial and current is not None and not _beats_partial(best, current, only_if_better):
             return directory
         folds = tuple(
             writer.fold_network(
@@ -72,8 +90,9 @@ def save_trial(
         manifest = record.manifest(
             (member(best.trial_number, 1.0, best.value, best.params, best.d_out),),
             folds,
-            best_trial=best.trial_number,
-            best_value=best.value,
+            best_trial=None if partial else best.trial_number,
+            best_value=None if partial else best.value,
+            cut_by_deadline=partial,
             oof_value=oof_value,
             oof_predictions=name,
         )

@@ -7,6 +7,7 @@ on one line (``error: ...``) with exit code 2 and no traceback.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,9 @@ from dnntune._names import render
 from dnntune.cli._options import with_settings
 from dnntune.config import SETTINGS, SamplerName, parse_choice
 from dnntune.exceptions import ConfigError, DnntuneError, NoModelError
+
+# When the command began (set by main): a --timeout counts from here, reading the data included.
+_STARTED = [time.monotonic()]
 
 app = typer.Typer(
     help="Tune the hyperparameters of PyTorch MLPs on tabular data with Optuna.",
@@ -89,12 +93,15 @@ def tune(
         config = TuneConfig.of(**{**settings, "storage": storage_from_env(settings["storage"])})
         from dnntune.parallel import tune_config  # PyTorch: after the options are checked
 
-        result = tune_config(config, show_progress=progress, on_note=_note)
+        result = tune_config(config, show_progress=progress, on_note=_note, started=_STARTED[0])
     except KeyboardInterrupt:
         typer.echo("interrupted: the study keeps every finished trial; rerun to resume", err=True)
         raise typer.Exit(130) from None
     _print_result(result)
-    if report and result.study.get_trials(deepcopy=False):
+    complete = result.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if report and not complete:
+        typer.echo("No report: no trial completed.")
+    elif report:
         from dnntune.report import write_report
 
         path = write_report(result.run_dir, study=result.study)
@@ -110,10 +117,10 @@ def _print_result(result: object) -> None:
     from dnntune.study import TuneResult
 
     assert isinstance(result, TuneResult)
+    from dnntune.artifacts import state_counts
+
     study = result.study
-    states: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    states = state_counts(study.get_trials(deepcopy=False))
     counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
     total = sum(states.values())
     typer.echo(
@@ -123,7 +130,16 @@ def _print_result(result: object) -> None:
     try:
         best = result.best_trial
     except NoModelError:
-        typer.echo("No trial completed: nothing to report. Raise --timeout or --trials.")
+        if result.delivered is not None:  # the folds a trial finished before the deadline
+            loaded = result.delivered
+            typer.echo(
+                f"No trial completed: the delivered model is the {len(loaded.models)} fold(s) "
+                f"trial {loaded.manifest.members[0].trial} finished before the time limit; "
+                "raise --timeout for a full one."
+            )
+        else:
+            typer.echo("No trial completed: nothing to report. Raise --timeout or --trials.")
+        typer.echo(f"Outputs: {result.run_dir}")
         return
     folds = best.user_attrs.get("fold_scores", [])
     typer.echo("Best trial:")
@@ -515,6 +531,7 @@ def _catch_signals() -> None:
 
 
 def main() -> None:
+    _STARTED[0] = time.monotonic()
     from dnntune._runtime import tune_allocator
 
     tune_allocator()  # a setting of the whole process: the command line's to make

@@ -111,13 +111,14 @@ def fit(
     generator: torch.Generator,
     lr_schedule: str = "constant",
     schedule_epochs: int | None = None,
-    on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, float], bool | None] | None = None,
     flat_parameters: bool = True,
 ) -> FitResult:
     """Train ``model`` on one fold with early stopping; restore and return the best epoch.
 
-    ``on_epoch(epoch, score)`` runs after each epoch's evaluation; it may raise to stop the run
-    (the objective uses it for pruning and for the study's deadline). ``flat_parameters=False``
+    ``on_epoch(epoch, score)`` runs after each epoch's evaluation; it may raise to abandon the
+    run (the objective prunes that way) or return True to end it as early stopping does, with
+    the best epoch restored (the study's deadline). ``flat_parameters=False``
     keeps PyTorch's default per-tensor optimizer, for comparisons only. ``lr_schedule="cosine"``
     decays the learning rate to 0 along a cosine after every batch, over ``schedule_epochs``
     epochs (default ``epochs``; a refit that stops at the folds' best epoch passes their full
@@ -161,8 +162,8 @@ def fit(
         if best_state is None or (math.isfinite(score) and metric.better(score, best_score)):
             best_score, best_epoch = score, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if on_epoch is not None:
-            on_epoch(epoch, score)
+        if on_epoch is not None and on_epoch(epoch, score):
+            break  # asked to stop (the study's deadline): the best epoch is restored below
         if epoch - best_epoch >= patience:
             break
     if best_state is not None:

@@ -20,7 +20,7 @@ import pandas as pd
 from optuna.trial import TrialState
 from sklearn.base import ClassifierMixin, RegressorMixin
 
-from dnntune.artifacts import LoadedModel, ModelManifest, load_model, saved_trial
+from dnntune.artifacts import LoadedModel, ModelManifest, load_model, read_manifest, saved_trial
 from dnntune.config import TuneConfig
 from dnntune.data import Dataset, Target, assign_folds, duplicate_groups
 from dnntune.exceptions import DnntuneError
@@ -113,9 +113,15 @@ class TunedEstimator(Estimator):
                 shutil.rmtree(run_dir, ignore_errors=True)
         study = result.study
         self.study_ = study
-        self.best_params_ = study.best_params
-        self.best_score_ = study.best_value
-        self.best_trial_ = study.best_trial.number
+        # With no completed trial, the delivered folds of the trial the time limit cut.
+        best = study.trials[loaded.manifest.members[0].trial or 0]
+        if loaded.manifest.best_trial is not None:
+            best = study.best_trial
+        self.best_params_ = best.params
+        self.best_score_ = (
+            best.value if best.value is not None else loaded.manifest.members[0].value
+        )
+        self.best_trial_ = best.number
         self.cv_results_ = cv_results(study, min(self.max_folds or self.folds, self.folds))
         self.best_index_ = int(np.flatnonzero(self.cv_results_["trial"] == self.best_trial_)[0])
         self.baseline_ = result.baseline.to_dict() if result.baseline else None
@@ -193,6 +199,9 @@ def _members(manifest: ModelManifest) -> list[dict[str, Any]] | None:
 def _delivered(study: optuna.Study, run_dir: Path) -> LoadedModel:
     """The study's delivered model, refused in one line when there is none."""
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    saved = run_dir / "model"
+    if not done and (saved / "manifest.json").is_file() and read_manifest(saved).cut_by_deadline:
+        return load_model(run_dir)  # the folds a trial finished before the time limit
     if not done:
         states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
         counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
