@@ -11,8 +11,9 @@ every trial). A trial pushed out of the best ``ensemble_pool`` is deleted.
 At the end of a study (or on demand, ``dnntune ensemble``), greedy selection with replacement
 builds a blend of those predictions: starting empty, each of ``rounds`` rounds adds the trial
 that makes the blend's out-of-fold score best on the task's proper score (log loss for classes
-and labels, RMSE for values); the blend kept is the best of the rounds, each member weighted by
-how often it was picked. A trial whose predictions are nearly constant within a fold never
+and labels, RMSE for values; when that blend does not pass the rule below, the study's metric
+is tried); the blend kept is the best of the rounds, each member weighted by how often it was
+picked. A trial whose predictions are nearly constant within a fold never
 enters. The blend becomes the delivered model (every member's fold models with their weights,
 in the model folder) when, on the pooled out-of-fold rows, it is no worse than the best trial
 alone on both the study's metric and the proper score, and better on one.
@@ -246,6 +247,7 @@ class Selection:
     best_proper_value: float = math.nan
     rounds: list[float] = field(default_factory=list)
     excluded: list[int] = field(default_factory=list)
+    selected_on: str = ""
     delivered: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -260,6 +262,7 @@ class Selection:
             },
             "best_trial": {"trial": self.best_trial, "value": self.best_value},
             "members": [{"trial": t, "weight": w} for t, w in self.members],
+            "selected_on": self.selected_on,
             "round_values": self.rounds,
             "excluded_near_constant": self.excluded,
             "delivered": self.delivered,
@@ -347,8 +350,9 @@ def ensemble_run(
     """Select the ensemble of a run folder's pooled trials and deliver it (write it as the
     model folder) when ``deliver`` and it is no worse than the best trial alone on both the
     study's metric and the task's proper score (log loss, or RMSE for regression), and better
-    on one, out of fold; else deliver the best trial. The selection runs on the proper score,
-    so that a blend never buys a ranking metric with squeezed probabilities, and never takes a
+    on one, out of fold; else deliver the best trial. The selection runs on the proper score
+    (then, when that blend does not pass, on the study's metric), so that a blend never buys a
+    ranking metric with squeezed probabilities, and never takes a
     candidate whose predictions are nearly constant within a fold. The selection is stored in
     summary.json (``ensemble``) and returned. ``remember``: the user chose ``rounds``
     (``dnntune ensemble --size``); a resumed study selects with them again."""
@@ -369,23 +373,34 @@ def ensemble_run(
     predictions = [e.predictions().astype(np.float64) for e in entries]
     flat = [near_constant(p, y, truth["folds"], task) for p in predictions]
     candidates = [j for j in range(len(entries)) if j == 0 or not flat[j]]
-    chosen, _, scores = select([predictions[j] for j in candidates], y, proper, task, rounds)
-    chosen = [(candidates[j], w) for j, w in chosen]
-    blend = np.sum([w * predictions[j] for j, w in chosen], axis=0)
+    excluded = [entries[j].trial for j in range(len(entries)) if flat[j] and j != 0]
+    # On the proper score first; where it does not pass the rule, on the study's metric.
+    selectors = [proper] if proper.name == metric.name else [proper, metric]
+    first: Selection | None = None
+    for selector in selectors:
+        chosen, _, scores = select([predictions[j] for j in candidates], y, selector, task, rounds)
+        chosen = [(candidates[j], w) for j, w in chosen]
+        blend = np.sum([w * predictions[j] for j, w in chosen], axis=0)
+        selection = Selection(
+            metric.name.value,
+            [(entries[j].trial, w) for j, w in chosen],
+            float(metric(y, blend, task)),
+            entries[0].trial,
+            float(metric(y, predictions[0], task)),
+            proper.name.value,
+            float(proper(y, blend, task)),
+            float(proper(y, predictions[0], task)),
+            scores,
+            excluded,
+            selected_on=selector.name.value,
+        )
+        selection.delivered = deliver and len(chosen) > 1 and _better(selection, metric, proper)
+        first = first or selection
+        if selection.delivered:
+            break
+    if not selection.delivered:  # say what the proper score chose, and why it stays out
+        selection = first or selection
     best = entries[0]
-    selection = Selection(
-        metric.name.value,
-        [(entries[j].trial, w) for j, w in chosen],
-        float(metric(y, blend, task)),
-        best.trial,
-        float(metric(y, predictions[0], task)),
-        proper.name.value,
-        float(proper(y, blend, task)),
-        float(proper(y, predictions[0], task)),
-        scores,
-        [entries[j].trial for j in range(len(entries)) if flat[j] and j != 0],
-    )
-    selection.delivered = deliver and len(chosen) > 1 and _better(selection, metric, proper)
     members = selection.members if selection.delivered else [(best.trial, 1.0)]
     if members != [(m.trial, m.weight) for m in manifest.members]:
         if not selection.delivered:
