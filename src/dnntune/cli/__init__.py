@@ -17,8 +17,9 @@ from dnntune import __version__
 from dnntune._logs import quiet_expected_failures
 from dnntune._names import render
 from dnntune.cli._options import with_settings
+from dnntune.cli._output import check_output_suffix, echo_board, print_result, write_table
 from dnntune.config import SETTINGS, SamplerName, parse_choice
-from dnntune.exceptions import ConfigError, DnntuneError, NoModelError
+from dnntune.exceptions import ConfigError, DnntuneError
 
 # When the command began (set by main): a --timeout counts from here, reading the data included.
 _STARTED = [time.monotonic()]
@@ -97,7 +98,7 @@ def tune(
     except KeyboardInterrupt:
         typer.echo("interrupted: the study keeps every finished trial; rerun to resume", err=True)
         raise typer.Exit(130) from None
-    _print_result(result)
+    print_result(result)
     complete = result.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if report and not complete:
         typer.echo("No report: no trial completed.")
@@ -111,55 +112,6 @@ def tune(
 
         path = run_refit(result.run_dir, device=config.training.device)
         typer.echo(f"Refit on all rows: {path}")
-
-
-def _print_result(result: object) -> None:
-    from dnntune.study import TuneResult
-
-    assert isinstance(result, TuneResult)
-    from dnntune.artifacts import state_counts
-
-    study = result.study
-    states = state_counts(study.get_trials(deepcopy=False))
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-    total = sum(states.values())
-    typer.echo(
-        f"Study {study.study_name!r}: {total} trial{'' if total == 1 else 's'} ({counts}) "
-        f"in {result.wall_time_s:.1f} s"
-    )
-    try:
-        best = result.best_trial
-    except NoModelError:
-        if result.delivered is not None:  # the folds a trial finished before the deadline
-            loaded = result.delivered
-            typer.echo(
-                f"No trial completed: the delivered model is the {len(loaded.models)} fold(s) "
-                f"trial {loaded.manifest.members[0].trial} finished before the time limit; "
-                "raise --timeout for a full one."
-            )
-        else:
-            typer.echo("No trial completed: nothing to report. Raise --timeout or --trials.")
-        typer.echo(f"Outputs: {result.run_dir}")
-        return
-    folds = best.user_attrs.get("fold_scores", [])
-    typer.echo("Best trial:")
-    typer.echo(
-        f"Trial {best.number} finished with value: {best.value} and parameters: {best.params}"
-        f" ({result.metric.name.value}, {len(folds)}-fold mean)"
-    )
-    if result.ensemble is not None:
-        typer.echo(result.ensemble.line())
-        for msg in result.ensemble.notes:
-            typer.echo(f"note: {msg}", err=True)
-    if result.scores is not None:
-        typer.echo("\n".join(result.scores.lines()))
-    elif result.baseline is not None:
-        typer.echo(result.baseline.line())
-    model = result.model
-    if model is not None:
-        typer.echo("Model (the first network of the delivered model):")
-        typer.echo(str(model))
-    typer.echo(f"Outputs: {result.run_dir}")
 
 
 _FOLD_SETTINGS = (
@@ -190,11 +142,11 @@ def folds(
     from dnntune.config import TuneConfig
     from dnntune.data import fold_table, load_table
 
-    _check_output_suffix(output)
+    check_output_suffix(output)
     config = TuneConfig.of(**settings)
     frame = fold_table(load_table(config.columns.data), config, column=fold_column)
     with atomic_path(output) as tmp:
-        _write_table(frame, tmp, output)
+        write_table(frame, tmp, output)
     typer.echo(
         f"wrote {output} ({len(frame)} rows, {config.columns.folds} folds in column "
         f"{fold_column!r})"
@@ -307,28 +259,11 @@ def compare_command(
     result = compare(config, names, repeats=repeats, jobs=jobs, directory=output_dir, on_note=_note)
     board = result.leaderboard
     typer.echo(f"Leaderboard ({repeats} repeats per sampler, best first):")
-    _echo_board(board)
+    echo_board(board)
     typer.echo(f"Plots: {result.directory / 'compare.png'}, {result.directory / 'compare.html'}")
 
 
 # How the leaderboard prints each number column ("-": no repeat came within 1% of the best).
-_BOARD_FORMATS = {
-    "best_mean": "{:.4f}",
-    "best_std": "{:.4f}",
-    "trials_to_99pct": "{:g}",
-    "seconds_to_99pct": "{:.1f}",
-    "wall_s": "{:.1f}",
-}
-
-
-def _echo_board(board: object) -> None:
-    import pandas as pd
-
-    assert isinstance(board, pd.DataFrame)
-    formatters = {name: fmt.format for name, fmt in _BOARD_FORMATS.items() if name in board.columns}
-    typer.echo(board.to_string(index=False, formatters=formatters, na_rep="-"))
-
-
 @app.command("ensemble")
 def ensemble_command(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by dnntune tune.")],
@@ -415,7 +350,7 @@ def predict(
     folder = run_dir or model
     if folder is None:
         raise ConfigError("name the run folder: dnntune predict runs/NAME --data FILE")
-    _check_output_suffix(output)
+    check_output_suffix(output)
 
     from dnntune.artifacts import atomic_path
     from dnntune.data import load_table
@@ -427,7 +362,7 @@ def predict(
     for msg in predictor.notes:
         typer.echo(f"note: {msg}", err=True)
     with atomic_path(output) as tmp:
-        _write_table(predictions, tmp, output)
+        write_table(predictions, tmp, output)
     n = len(predictor.loaded.models)
     members = predictor.manifest.members
     kind = f"refit model{'s' if n > 1 else ''}" if refit else f"{n} fold models"
@@ -461,7 +396,7 @@ def report_command(
 
         result = rebuild(run_dir)
         typer.echo(f"Comparison: {run_dir / 'compare.html'}, {run_dir / 'compare.png'}")
-        _echo_board(result.leaderboard)
+        echo_board(result.leaderboard)
         return
     path = write_report(run_dir, storage=storage)
     typer.echo(f"Report: {path} (PNG plots in {path.parent / 'plots'})")
@@ -498,27 +433,6 @@ def dashboard(
         f"optuna-dashboard on {redact(storage or '')}: http://{host}:{port}/ (Ctrl-C to stop)"
     )
     run_server(backend, host=host, port=port)
-
-
-def _check_output_suffix(output: Path) -> None:
-    suffix = "".join(output.suffixes[-2:]).lower()
-    if not suffix.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")):
-        raise DnntuneError(
-            f"--output {str(output)!r} must end in .csv, .csv.gz, .tsv, .tsv.gz or .parquet"
-        )
-
-
-def _write_table(frame: object, tmp: Path, output: Path) -> None:
-    import pandas as pd
-
-    assert isinstance(frame, pd.DataFrame)
-    suffix = "".join(output.suffixes[-2:]).lower()
-    if suffix.endswith(".parquet"):
-        frame.to_parquet(tmp, index=False)
-    else:
-        sep = "\t" if ".tsv" in suffix else ","
-        compression = "gzip" if suffix.endswith(".gz") else None
-        frame.to_csv(tmp, sep=sep, index=False, compression=compression)
 
 
 def _catch_signals() -> None:
