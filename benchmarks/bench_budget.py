@@ -19,6 +19,8 @@ held-out rows beside the baseline's), then one JSON line::
 
     python benchmarks/bench_budget.py                       # 30 s per table, all 25 tables
     python benchmarks/bench_budget.py --tables credit_g,diamonds --budget 20
+    python benchmarks/bench_budget.py --tables none --extra /data/fair.csv:had_affair \
+        --extra /data/abalone.csv:rings:regression          # tables from elsewhere
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ MORE_TABLES = (
 ALL_TABLES = (*TABLES, *MORE_TABLES)
 
 
+def _name(table: Table) -> str:
+    return Path(table.file).name.split(".")[0]
+
+
 def _split(table: Table, folder: Path) -> tuple[Path, Path, int]:
     """The table's 80% and 20% as CSV files (stratified for a target of few values)."""
     from sklearn.model_selection import train_test_split
@@ -67,7 +73,7 @@ def _split(table: Table, folder: Path) -> tuple[Path, Path, int]:
     train, test = train_test_split(
         frame, test_size=0.2, random_state=0, stratify=y if few else None
     )
-    paths = folder / f"{table.name}-train.csv", folder / f"{table.name}-test.csv"
+    paths = folder / f"{_name(table)}-train.csv", folder / f"{_name(table)}-test.csv"
     train.to_csv(paths[0], index=False)
     test.to_csv(paths[1], index=False)
     return paths[0], paths[1], len(frame)
@@ -79,9 +85,9 @@ def _timed(args: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
     return proc, time.monotonic() - started
 
 
-def run_table(table: Table, budget: float, folder: Path) -> dict:
+def run_table(table: Table, budget: float, folder: Path, task: str | None = None) -> dict:
     train, test, rows = _split(table, folder)
-    run = folder / table.name
+    run = folder / _name(table)
     tune = [
         sys.executable, "-m", "dnntune", "tune", "--data", str(train),
         "--target", table.target, "--timeout", str(budget), "--output-dir", str(run),
@@ -89,8 +95,10 @@ def run_table(table: Table, budget: float, folder: Path) -> dict:
     ]  # fmt: skip
     if table.drop:
         tune += ["--drop", ",".join(table.drop)]
+    if task:
+        tune += ["--task", task]
     proc, wall = _timed(tune)
-    out = {"table": table.name, "rows": rows, "wall_s": round(wall, 1)}
+    out = {"table": _name(table), "rows": rows, "wall_s": round(wall, 1)}
     out["over_s"] = round(wall - budget, 1)
     out["exit_code"] = proc.returncode
     if proc.returncode != 0:
@@ -140,9 +148,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget", type=float, default=30.0, help="--timeout of each run")
     parser.add_argument("--tables", help="comma-separated table names (default: all 25)")
     parser.add_argument("--keep", type=Path, help="keep the run folders here")
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        help="another table, PATH:TARGET[:TASK] (repeatable)",
+    )
     args = parser.parse_args(argv)
     tables = list(ALL_TABLES)
-    if args.tables:
+    if args.tables == "none":
+        tables = []
+    elif args.tables:
         wanted = args.tables.split(",")
         unknown = sorted(set(wanted) - {t.name for t in ALL_TABLES})
         if unknown:
@@ -155,10 +171,14 @@ def main(argv: list[str] | None = None) -> dict:
         f"{'model':<15}{'held-out':<18}{'HGB':<8}{'eval s':>6}",
         flush=True,
     )
+    runs: list[tuple[Table, str | None]] = [(t, None) for t in tables]
+    for extra in args.extra:
+        path, target, *task = extra.split(":")
+        runs.append((Table(str(Path(path).resolve()), target), task[0] if task else None))
     results = []
     try:
-        for table in tables:
-            results.append(run_table(table, args.budget, folder))
+        for table, task in runs:
+            results.append(run_table(table, args.budget, folder, task))
             print(_row(results[-1]), flush=True)
     finally:
         if args.keep is None:

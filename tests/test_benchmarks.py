@@ -113,3 +113,18 @@ def test_bench_quality_short_budget(credit_g: Path) -> None:
     assert row["at_or_above"] == (row["dnntune"] >= row["baseline"])
     assert result["budget_s"] == 8 and result["at_or_above"] in (0, 1)
     assert "credit_g" in proc.stdout.splitlines()[1]
+
+
+@pytest.mark.slow
+def test_bench_budget_short_budget(credit_g: Path) -> None:
+    """A table given by path (as tables from elsewhere are), a short budget: a model, scored on
+    its held-out fifth beside the baseline."""
+    proc, result = _bench(
+        "bench_budget.py", "--tables", "none", "--extra", f"{credit_g}:target", "--budget", "6"
+    )
+    (row,) = result["tables"]
+    assert row["table"] == "credit_g" and row["exit_code"] == 0 and result["with_model"] == 1
+    assert row["rows"] == 1000 and row["metric"] == "roc_auc"
+    assert 0.5 < row["test"] <= 1 and 0.5 < row["baseline_test"] <= 1
+    assert row["model"] in ("trial", "cut trial") or row["model"].startswith("ensemble of ")
+    assert "credit_g" in proc.stdout.splitlines()[1]
