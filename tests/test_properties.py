@@ -129,3 +129,37 @@ def test_random_tables_tune_to_a_finite_score_or_a_clean_error(
     assert list(oof.columns) == ["row", "fold", *predicted.columns]
     assert len(predicted) == len(oof) == len(table.frame)
     assert np.isfinite(predicted.select_dtypes("number").to_numpy()).all()
+
+
+NUMBERS = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=4),
+    st.none(),
+)
+NUMERIC_SETTINGS = (
+    "folds", "fold_seed", "numeric_bins", "max_folds", "patience", "trials", "timeout",
+    "grid_points", "ensemble_pool", "ensemble_rounds", "jobs", "seed",
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(NUMERIC_SETTINGS), NUMBERS, min_size=1, max_size=4))
+def test_bad_numbers_in_settings_are_a_config_error_and_good_ones_are_usable(values) -> None:
+    """Negative, NaN, infinite, huge, boolean or text values: a one-line ConfigError, never
+    another exception; what is accepted works where it is used (NumPy's seeds, finite
+    timeouts)."""
+    from dnntune.config import TuneConfig
+    from dnntune.exceptions import ConfigError
+
+    try:
+        config = TuneConfig.of(**values)
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    np.random.RandomState(config.seed)
+    np.random.RandomState(config.split_seed)
+    timeout = config.search.timeout
+    assert timeout is None or (0 < timeout < float("inf"))
+    assert config.columns.folds >= 2 and config.training.patience >= 1

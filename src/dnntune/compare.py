@@ -30,7 +30,7 @@ import pandas as pd
 
 from dnntune.artifacts import atomic_path, write_json
 from dnntune.baseline import Baseline
-from dnntune.config import SamplerName, TuneConfig
+from dnntune.config import MAX_SEED, SamplerName, TuneConfig
 from dnntune.report import baseline_of, best_so_far
 from dnntune.storage import open_storage
 
@@ -116,7 +116,7 @@ def compare(
         for r in range(repeats):
             runs[(sampler.value, r)] = config.replace(
                 sampler=sampler,
-                seed=config.seed + r,
+                seed=(config.seed + r) % (MAX_SEED + 1),
                 fold_seed=config.split_seed,  # the same folds in every run
                 warm_start=False,  # each sampler starts on its own
                 storage=storage,

@@ -32,7 +32,7 @@ import optuna
 
 from dnntune._names import setting_example, setting_name
 from dnntune._signals import raise_if_interrupted
-from dnntune.config import TuneConfig
+from dnntune.config import MAX_SEED, TuneConfig
 from dnntune.data import FOLD_CACHE_SHARE
 from dnntune.exceptions import ConfigError, StorageError
 from dnntune.storage import MEMORY, open_storage, redact
@@ -240,7 +240,7 @@ def run_worker(
     run = prepare_run(
         config,
         on_note=on_note,
-        sampler_seed=config.seed + 7919 * (index + 1),
+        sampler_seed=(config.seed + 7919 * (index + 1)) % (MAX_SEED + 1),
         memory_share=memory_share,
         worker=True,
     )

@@ -23,6 +23,7 @@ from dnntune.config._choices import (
 )
 from dnntune.config._groups import (
     CONFIG_FORMAT,
+    MAX_SEED,
     SETTINGS,
     Columns,
     Preprocessing,
@@ -35,6 +36,7 @@ from dnntune.config._setting import Setting
 
 __all__ = [
     "CONFIG_FORMAT",
+    "MAX_SEED",
     "SETTINGS",
     "ActivationName",
     "ArchitectureName",

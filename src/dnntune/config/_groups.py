@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from collections.abc import Iterable, Mapping
@@ -31,6 +32,7 @@ from dnntune.exceptions import ConfigError
 __all__ = [
     "CONFIG_FORMAT",
     "GROUPS",
+    "MAX_SEED",
     "SETTINGS",
     "Columns",
     "Preprocessing",
@@ -48,7 +50,19 @@ CONFIG_FORMAT = 1
 
 
 def _positive(v: Any) -> str | None:
-    return None if v is None or v > 0 else f"must be a positive number of seconds, but got {v}"
+    if v is None or (v > 0 and math.isfinite(v)):
+        return None
+    return f"must be a positive number of seconds, but got {v}"
+
+
+# NumPy's and scikit-learn's seeds: 32-bit unsigned integers.
+MAX_SEED = 2**32 - 1
+
+
+def _seed(v: int | None) -> str | None:
+    if v is None or 0 <= v <= MAX_SEED:
+        return None
+    return f"must be between 0 and {MAX_SEED}, but got {v}"
 
 
 def _bins(v: int) -> str | None:
@@ -107,6 +121,7 @@ class Columns(Group):
         None,
         f"Seed of the fold split only (default: {setting_name('seed')}): other seeds, the "
         "same folds.",
+        check=_seed,
     )
     group_duplicates: bool = setting(
         False,
@@ -260,7 +275,7 @@ class TuneConfig(Group):
     training: Training = field(default_factory=Training)
     search: Search = field(default_factory=Search)
     run: Run = field(default_factory=Run)
-    seed: int = setting(42, "One seed for folds, sampler and training.")
+    seed: int = setting(42, "One seed for folds, sampler and training.", check=_seed)
 
     def _cross_checks(self) -> list[str]:
         max_folds, folds = self.training.max_folds, self.columns.folds
