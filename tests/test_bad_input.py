@@ -259,3 +259,21 @@ def test_help_reads_at_80_columns_with_the_values_a_user_writes() -> None:
         "--device auto|cpu|cuda[:N]",
     ):
         assert usage in r.output
+
+
+def test_a_fold_column_that_repeats_the_target_is_refused(
+    cli, tmp_path: Path, credit_g: Path
+) -> None:
+    frame = pd.read_csv(credit_g, sep="\t")
+    frame.assign(fold=frame["target"]).to_csv(tmp_path / "t.csv", index=False)
+    r = cli("tune", "--data", "t.csv", "--target", "target", "--fold-column", "fold")
+    _assert_clean_failure(
+        r, tmp_path, "fold 0 of --fold-column 'fold' holds only class 0 of target 'target' (does"
+    )
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(cli, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file, not a folder")
+    r = cli("tune", "--trials", "1", "--output-dir", str(tmp_path / "file" / "run"))
+    assert r.returncode == 2 and r.stderr.startswith("error: cannot create --output-dir "), r
+    assert "pass a folder this user can write" in r.stderr and "Traceback" not in r.stderr

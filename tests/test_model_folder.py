@@ -142,3 +142,33 @@ def test_evaluate_scores_every_candidate_as_scikit_learn_does(
     r = cli("evaluate", str(run), "--data", str(tmp_path / "odd.csv"), "--no-baseline")
     assert r.returncode == 2 and "labels the model never saw: '7'" in r.stderr, r
     assert "Traceback" not in r.stderr
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:100])
+
+
+@pytest.mark.parametrize(
+    ("damage", "command", "message"),
+    [
+        (lambda run: _truncate(run / "pool" / "truth.safetensors"), ("ensemble",),
+         "the ensemble pool's file"),
+        (lambda run: _truncate(run / "pool" / "fold0.json"), ("ensemble", "--size", "1"),
+         "the ensemble pool's file"),
+        (lambda run: _truncate(run / "model" / "manifest.json"), ("show",),
+         "is not a readable JSON manifest"),
+        (lambda run: next((run / "model").glob("*.safetensors")).unlink(), ("show",),
+         "are missing or do not match the manifest's checksum"),
+        (lambda run: (run / "summary.json").unlink(), ("report",), "no summary.json in"),
+        (lambda run: _truncate(run / "study.db"), ("report",), "cannot open storage"),
+    ],
+)  # fmt: skip
+def test_a_damaged_run_folder_is_one_line(
+    damage, command: tuple[str, ...], message: str, folders: dict[str, Path], cli, tmp_path: Path
+) -> None:
+    run = shutil.copytree(folders["ensemble"], tmp_path / "run")
+    damage(run)
+    r = cli(command[0], str(run), *command[1:])
+    assert r.returncode == 2, r
+    assert r.stderr.startswith("error: ") and message in r.stderr, r
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -34,6 +34,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from dnntune._names import first_line, setting_name
 from dnntune.artifacts import (
     FoldNetwork,
     LoadedModel,
@@ -77,15 +78,26 @@ class PoolEntry:
     path: Path
 
     def predictions(self) -> np.ndarray:
-        return load_file(str(self.path))["oof"].numpy()
+        return _tensors(self.path)["oof"].numpy()
 
     def fold_state(self, fold: int) -> dict[str, torch.Tensor]:
         prefix = f"fold{fold}."
-        return {
-            k[len(prefix) :]: v
-            for k, v in load_file(str(self.path)).items()
-            if k.startswith(prefix)
-        }
+        return {k[len(prefix) :]: v for k, v in _tensors(self.path).items() if k.startswith(prefix)}
+
+
+def _damaged(path: Path, exc: BaseException) -> DataError:
+    return DataError(
+        f"the ensemble pool's file {str(path)!r} is damaged ({first_line(exc)}); restore the "
+        f"run folder, or tune with a new {setting_name('study')} to rebuild the pool"
+    )
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A pool file's tensors, refused in one line when the file is damaged."""
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error for a damaged file
+        raise _damaged(path, exc) from None
 
 
 class Pool:
@@ -172,9 +184,11 @@ class Pool:
 
     def preprocessing(self, fold: int) -> dict[str, Any]:
         """Fold ``fold``'s fitted preprocessing, as every pooled trial of the study used it."""
-        data: dict[str, Any] = json.loads(
-            (self.directory / f"fold{fold}.json").read_text(encoding="utf-8")
-        )
+        path = self.directory / f"fold{fold}.json"
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise _damaged(path, exc) from None
         return data
 
     def loaded(self, trial: int, like: ModelManifest) -> LoadedModel | None:
@@ -228,7 +242,7 @@ class Pool:
                 f"no ensemble pool in {str(self.directory.parent)!r} (it has no {POOL}/{TRUTH}); "
                 "run dnntune tune with the ensemble on"
             )
-        return {k: v.numpy() for k, v in load_file(str(path)).items()}
+        return {k: v.numpy() for k, v in _tensors(path).items()}
 
 
 @dataclass

@@ -87,6 +87,23 @@ def _with_target(
     return frame, np.flatnonzero(has_target)
 
 
+def _check_fold_classes(folds: np.ndarray, target: Target, column: str) -> None:
+    """A fold column whose folds each hold one class (one that repeats the target, say) leaves
+    every fold's validation score undefined for two classes: refuse it."""
+    if target.task is not Task.BINARY:
+        return
+    for k in range(int(folds.max()) + 1):
+        classes = np.unique(target.values[folds == k])
+        if len(classes) < 2:
+            label = target.classes[int(classes[0])]
+            raise DataError(
+                f"fold {k} of {setting_name('fold_column')} {column!r} holds only class "
+                f"{label!r} of target {target.columns[0]!r} (does the column repeat the "
+                "target?); each fold needs both classes to be scored: use another fold column, "
+                f"or leave {setting_name('fold_column')} unset for stratified folds"
+            )
+
+
 def _fold_ids(
     frame: pd.DataFrame,
     features: pd.DataFrame,
@@ -96,7 +113,9 @@ def _fold_ids(
     notes: list[str],
 ) -> np.ndarray:
     if columns.fold_column is not None:
-        return folds_from_column(frame[columns.fold_column])
+        folds = folds_from_column(frame[columns.fold_column])
+        _check_fold_classes(folds, encoded, columns.fold_column)
+        return folds
     groups = duplicate_groups(features)
     copied = 1.0 - (int(groups.max()) + 1) / len(groups)  # ids are 0..distinct-1
     if not columns.group_duplicates and copied >= DUPLICATE_NOTE_SHARE:

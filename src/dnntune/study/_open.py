@@ -7,12 +7,10 @@ from typing import Any
 
 import optuna
 
-from dnntune._names import setting_name
+from dnntune._names import first_line, setting_name
 from dnntune.config import CONFIG_FORMAT, TuneConfig
 from dnntune.engine import Metric
-from dnntune.exceptions import (
-    StorageError,
-)
+from dnntune.exceptions import ConfigError, StorageError
 from dnntune.space import SearchSpace
 from dnntune.storage import default_storage_url, open_storage, redact
 
@@ -31,7 +29,13 @@ def _open_study(
     run_dir = config.run_dir
     created = not run_dir.exists()
     url = config.run.storage or default_storage_url(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {setting_name('output_dir')} {str(run_dir)!r} "
+            f"({exc.strerror or first_line(exc)}); pass a folder this user can write"
+        ) from None
     try:
         study = _load_study(config, metric, sampler, pruner, url, space, worker=worker)
     except BaseException:
