@@ -15,6 +15,7 @@ from dnntune.config import Task
 from dnntune.data import ColumnPlan, Target, encode_target, plan_features
 from dnntune.exceptions import DnntuneError
 from dnntune.inference import Predictor
+from dnntune.sklearn._save import save_estimator
 
 __all__ = ["Estimator", "encoded", "seed_of"]
 
@@ -82,8 +83,6 @@ class Estimator(BaseEstimator):
     def save(self, path: str | Path) -> Path:
         """Write the fitted model as a model folder: weights in safetensors, the rest in JSON
         (read back with :func:`load` or ``dnntune.load``)."""
-        from dnntune.sklearn._folder import save_estimator
-
         check_is_fitted(self, "_predictor")
         return save_estimator(self, Path(path))
 

@@ -1,5 +1,5 @@
-"""Estimators as model folders (the format of a tuned run's model, written by the model
-folder's own writer) and back, so that no estimator ever needs to be pickled."""
+"""Estimators from model folders (an estimator's ``save``, or a tuned run's model): nothing
+is unpickled."""
 
 from __future__ import annotations
 
@@ -8,74 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from dnntune.artifacts import LoadedModel, load_model, write_model
+from dnntune.artifacts import LoadedModel, load_model
 from dnntune.config import Task
 from dnntune.exceptions import DnntuneError
 from dnntune.inference import Predictor
 from dnntune.sklearn._base import Estimator
 from dnntune.sklearn._single import DNNClassifier, DNNEstimator, DNNRegressor
 from dnntune.sklearn._tuned import TunedDNNClassifier, TunedDNNRegressor
-from dnntune.storage import redact
 
-__all__ = ["estimator_from", "load", "save_estimator"]
-
-
-def _jsonable(values: Any) -> Any:
-    if isinstance(values, dict):
-        return {str(k): _jsonable(v) for k, v in values.items()}
-    if isinstance(values, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in values]
-    return values.item() if isinstance(values, np.generic) else values
-
-
-def _record(estimator: Estimator) -> dict[str, Any]:
-    """What the manifest keeps of the estimator: its class, keywords and fitted attributes."""
-    classes = getattr(estimator, "classes_", None)
-    names = getattr(estimator, "feature_names_in_", None)
-    params = estimator.get_params()
-    if not isinstance(params.get("random_state"), int | None):
-        params.pop("random_state")
-    if params.get("storage"):
-        params["storage"] = redact(params["storage"])
-    return {
-        "class": type(estimator).__name__,
-        "params": _jsonable(params),
-        "n_features_in": estimator.n_features_in_,
-        "feature_names_in": None if names is None else _jsonable(names),
-        "classes": None if classes is None or isinstance(classes, list) else _jsonable(classes),
-        "fitted": {k: _jsonable(getattr(estimator, k)) for k in estimator._SAVED},
-    }
-
-
-def save_estimator(estimator: Estimator, directory: Path) -> Path:
-    """The model folder of a fitted estimator: its networks (one, or a study's folds), their
-    preprocessing, the estimator's keywords and fitted attributes."""
-    loaded = estimator._predictor.loaded
-    try:
-        with write_model(directory) as writer:
-            folds = tuple(
-                writer.fold_network(
-                    network.trial,
-                    network.fold,
-                    model.state_dict(),
-                    preprocessing=network.preprocessing,
-                    y_shift=network.y_shift,
-                    y_scale=network.y_scale,
-                    score=network.score,
-                    best_epoch=network.best_epoch,
-                )
-                for network, model in zip(loaded.manifest.folds, loaded.models, strict=True)
-            )
-            manifest = loaded.manifest.replace(
-                folds=folds,
-                refit=(),
-                oof_predictions=None,
-                estimator=_record(estimator),
-            )
-            writer.commit(manifest)
-    except DnntuneError as exc:
-        raise ValueError(str(exc)) from None
-    return directory
+__all__ = ["estimator_from", "load"]
 
 
 def load(path: str | Path) -> DNNClassifier | DNNRegressor | TunedDNNClassifier | TunedDNNRegressor:
