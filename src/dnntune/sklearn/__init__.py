@@ -14,7 +14,8 @@ handled as ``dnntune tune`` does), and work in ``Pipeline``, ``cross_val_score``
 estimator ever needs to be pickled.
 
 Modules: ``_base`` (reading ``X``, predicting, saving), ``_targets`` (classes and values of
-``y``), ``_single`` (one configuration), ``_tuned`` (a study), ``_save`` and ``_folder`` (to and from a model folder).
+``y``), ``_single`` (one configuration), ``_tuned`` (a study), ``_save`` and ``_folder`` (to
+and from a model folder).
 """
 
 from dnntune.sklearn._folder import load
