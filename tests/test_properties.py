@@ -163,3 +163,50 @@ def test_bad_numbers_in_settings_are_a_config_error_and_good_ones_are_usable(val
     timeout = config.search.timeout
     assert timeout is None or (0 < timeout < float("inf"))
     assert config.columns.folds >= 2 and config.training.patience >= 1
+
+
+SPEC_VALUES = st.one_of(
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=3),
+    st.none(),
+    st.lists(st.integers(min_value=-5, max_value=5), max_size=3),
+)
+SPECS = st.one_of(
+    SPEC_VALUES,
+    st.dictionaries(
+        st.sampled_from(["low", "high", "step", "log", "default", "value", "choices", "grid"]),
+        SPEC_VALUES,
+        max_size=4,
+    ),
+)
+SPACE_PARAMS = ("num_layers", "hidden_size", "dropout", "learning_rate", "epochs", "batch_size")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(SPACE_PARAMS), SPECS, min_size=1, max_size=3))
+def test_bad_numbers_in_space_files_are_a_space_error_and_good_ones_are_in_range(raw) -> None:
+    """Negative, NaN, infinite or huge bounds, low above high, text for numbers: a SpaceError
+    listing the problems, never another exception; what is accepted suggests values that the
+    parameters' own rules accept (the rules a loaded manifest is checked against)."""
+    import optuna
+
+    from dnntune.exceptions import SpaceError
+    from dnntune.space import PARAMETERS, parse_space, suggest
+
+    try:
+        space = parse_space(raw, source="the test")
+    except SpaceError as exc:
+        assert exc.problems and all("\n" not in p for p in exc.problems)
+        return
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(3):
+        params = suggest(study.ask(), space)
+        for name in SPACE_PARAMS:
+            value = params[name]
+            assert (
+                name not in PARAMETERS
+                or PARAMETERS[name].check(value) is None
+                or (name == "batch_size" and value is None)
+            ), (name, value)
