@@ -105,7 +105,7 @@ def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
 
 
 def test_leaderboard_prints_counts_seconds_and_dashes(capsys: pytest.CaptureFixture[str]) -> None:
-    from dnntune.cli import _echo_board
+    from dnntune.cli._output import echo_board
 
     board = pd.DataFrame(
         {
@@ -118,7 +118,7 @@ def test_leaderboard_prints_counts_seconds_and_dashes(capsys: pytest.CaptureFixt
             "wall_s": [15.31, 23.06],
         }
     )
-    _echo_board(board)
+    echo_board(board)
     lines = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert lines[1:] == [
         ["tpe", "0.7971", "0.0003", "7", "10.4", "2/2", "15.3"],
