@@ -105,6 +105,9 @@ class PreparedRun:
                     f"cut by the deadline{self._trial_time()}"
                 )
             return
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.user_attrs.get("epochs_run") for t in trials):
+            return  # epochs ran, and every trial was pruned or failed: not the time limit
         spent = self.finished_setup - self.started
         raise NoModelError(
             f"{setting_name('timeout')} {timeout:g} s ran out before a first epoch finished "
