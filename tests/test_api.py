@@ -536,3 +536,17 @@ def test_a_new_study_starts_with_the_space_starts_in_order(tmp_path: Path, credi
         baseline=False, ensemble=False, output_dir=str(tmp_path / "short"),
     )  # fmt: skip
     assert [t.state for t in short.study.trials] == [optuna.trial.TrialState.COMPLETE]
+
+
+def test_a_budget_spent_before_a_first_epoch_is_one_line(tmp_path: Path, credit_g: Path) -> None:
+    """A millisecond is spent reading the table: no epoch can run, and the error says what the
+    time went to (the deadline counts from the call)."""
+    with pytest.raises(NoModelError, match=r"timeout 0.001 s ran out before a first epoch") as e:
+        dnntune.tune(
+            data=str(credit_g),
+            target="target",
+            timeout=0.001,
+            space=str(write_space(tmp_path / "s.yaml")),
+            output_dir=str(tmp_path / "run"),
+        )
+    assert "raise timeout" in str(e.value) and "\n" not in str(e.value)
