@@ -255,15 +255,15 @@ def test_a_near_constant_candidate_never_enters_the_blend(blended: Path, tmp_pat
 def test_a_blend_that_squeezes_probabilities_is_not_delivered() -> None:
     """A blend that wins on ROC-AUC by squeezing probabilities toward the middle loses on log
     loss: selected on the proper score and checked on both, the best trial stays alone."""
-    from dnntune.ensemble import Selection, _better
+    from dnntune.ensemble import Selection, passes_rule
 
     auc, logloss = METRICS[MetricName.ROC_AUC], METRICS[MetricName.LOGLOSS]
     squeezed = Selection("roc_auc", [(1, 0.5), (2, 0.5)], 0.853, 1, 0.841, "logloss", 0.544, 0.458)
-    assert not _better(squeezed, auc, logloss)
+    assert not passes_rule(squeezed, auc, logloss)
     honest = Selection("roc_auc", [(1, 0.5), (2, 0.5)], 0.853, 1, 0.841, "logloss", 0.450, 0.458)
-    assert _better(honest, auc, logloss)
+    assert passes_rule(honest, auc, logloss)
     tie = Selection("roc_auc", [(1, 0.5), (2, 0.5)], 0.841, 1, 0.841, "logloss", 0.458, 0.458)
-    assert not _better(tie, auc, logloss)
+    assert not passes_rule(tie, auc, logloss)
 
 
 def test_the_ensemble_command_keeps_refit_models_and_a_resumed_study_keeps_its_size(
