@@ -21,7 +21,7 @@ from dnntune._names import short_list
 from dnntune.artifacts import LoadedModel, ModelManifest, load_model, model_dir, write_json
 from dnntune.baseline import MODEL, baseline_predictions
 from dnntune.config import MetricName, Task, TuneConfig
-from dnntune.data import dataset_from_config, load_table
+from dnntune.data import class_label, dataset_from_config, load_table
 from dnntune.engine import METRICS
 from dnntune.ensemble import Pool
 from dnntune.exceptions import DataError
@@ -38,17 +38,15 @@ _STANDARD = {
 
 
 def _brier(y: np.ndarray, p: np.ndarray, task: Task) -> float:
-    """The Brier score: for two classes scikit-learn's; for several classes or labels the
-    mean over rows of the squared distance to the true one-hot row (multiclass) or the mean
-    of each label's (multilabel)."""
+    """scikit-learn's Brier score (multiclass: over the one-hot rows); for labels, the mean of
+    each label's."""
     from sklearn.metrics import brier_score_loss
 
     if task is Task.BINARY:
         return float(brier_score_loss(y, p))
     if task is Task.MULTILABEL:
         return float(np.mean([brier_score_loss(y[:, j], p[:, j]) for j in range(y.shape[1])]))
-    onehot = np.eye(p.shape[1])[y]
-    return float(np.mean(np.sum((onehot - p) ** 2, axis=1)))
+    return float(brier_score_loss(y, p, labels=np.arange(p.shape[1])))
 
 
 def score(name: str, y: np.ndarray, predictions: np.ndarray, task: Task) -> float:
@@ -127,12 +125,8 @@ def _truth(frame: pd.DataFrame, manifest: ModelManifest) -> tuple[pd.DataFrame, 
 
 
 def _key(label: Any) -> str:
-    """A class label as text, an integral number without '.0' (as the model stored it)."""
-    if isinstance(label, np.generic):
-        label = label.item()
-    if isinstance(label, float) and label.is_integer():
-        label = int(label)
-    return str(label)
+    """A class label as the model stored it (an integral number without '.0'), as text."""
+    return str(class_label(label))
 
 
 def _row(name: str, y: np.ndarray, p: np.ndarray, task: Task, metric: str) -> dict[str, Any]:

@@ -193,9 +193,6 @@ class LoadedModel:
         n = len(self.models)
         return np.asarray(self.weights) if self.weights else np.full(n, 1.0 / n)
 
-    def networks(self) -> tuple[Network, ...]:
-        return self.manifest.networks(refit=self.refit)
-
 
 def load_model(path: str | Path, *, refit: bool = False) -> LoadedModel:
     """Load the fold networks (or the refit ones) of a model folder: format, file names,

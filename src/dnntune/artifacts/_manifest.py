@@ -210,10 +210,6 @@ class Member:
     def d_out(self) -> int:
         return int(self.architecture["d_out"])
 
-    def model_kwargs(self) -> dict[str, Any]:
-        """``make_model``'s keywords besides the input layout."""
-        return dict(self.architecture)
-
 
 @dataclass(frozen=True, kw_only=True)
 class ModelManifest:

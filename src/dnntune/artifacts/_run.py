@@ -8,6 +8,7 @@ with :func:`write_run_outputs`, the ensemble selection adds its entry with
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 from dataclasses import dataclass, field
@@ -80,18 +81,16 @@ class RunRecord:
         self, members: tuple[Member, ...], folds: tuple[FoldNetwork, ...], **fields: Any
     ) -> ModelManifest:
         """The manifest of a model this run delivers."""
+        # Every field but the row maps is the manifest's field of the same name.
+        stored = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("row_ids", "fold_ids")
+        }
         return ModelManifest(
-            task=self.task,
-            metric=self.metric,
-            direction=self.direction,
-            columns=self.columns,
-            ignored_columns=self.ignored_columns,
-            target=self.target,
-            classes=self.classes,
+            **stored,
             members=members,
             folds=folds,
-            data=self.data,
-            config=self.config,
             versions=torch_versions(),
             **fields,
         )

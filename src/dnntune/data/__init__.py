@@ -29,7 +29,7 @@ from dnntune.data._preprocess import (
     unparsed_dates_note,
     unparsed_values,
 )
-from dnntune.data._target import Target, encode_target, infer_task
+from dnntune.data._target import Target, class_label, encode_target, infer_task
 
 __all__ = [
     "FOLD_CACHE_SHARE",
@@ -46,6 +46,7 @@ __all__ = [
     "Target",
     "assign_folds",
     "build_dataset",
+    "class_label",
     "dataset_from_config",
     "duplicate_groups",
     "encode_target",

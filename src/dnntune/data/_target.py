@@ -12,7 +12,7 @@ from dnntune._names import setting_example, setting_name
 from dnntune.config import Task
 from dnntune.exceptions import DataError
 
-__all__ = ["MAX_CLASSES", "Target", "encode_target", "infer_task"]
+__all__ = ["MAX_CLASSES", "Target", "class_label", "encode_target", "infer_task"]
 
 MAX_CLASSES = 30  # an integer target with more distinct values than this is a regression
 MIN_COMBINATION = 20  # multilabel: rarer label combinations share one stratum of the folds
@@ -46,7 +46,7 @@ def infer_task(y: pd.DataFrame) -> Task:
     return Task.REGRESSION
 
 
-def _label(value: Any) -> Any:
+def class_label(value: Any) -> Any:
     """A JSON-friendly Python scalar for a class label."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -119,7 +119,7 @@ def encode_target(y: pd.DataFrame, task: Task) -> Target:
         )
     col = y.iloc[:, 0]
     codes, uniques = pd.factorize(col, sort=True)
-    classes = [_label(v) for v in uniques]
+    classes = [class_label(v) for v in uniques]
     if len(classes) < 2:
         raise DataError(
             f"target {columns[0]!r} has a single class ({classes[0]!r}) in all "

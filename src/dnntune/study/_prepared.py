@@ -78,10 +78,11 @@ class PreparedRun:
         write_run_outputs(self.study, self.config, self.dataset, self.metric, wall)
 
     def deliver(self) -> None:
-        """Select the ensemble of the pooled trials and deliver it when it beats the best
-        trial (``dnntune.ensemble``); with the ensemble off, put back the best trial alone
-        where an earlier run delivered an ensemble. Then record how the delivered model, the
-        best trial and the baseline score (``scores`` in summary.json)."""
+        """Select the ensemble of the pooled trials and deliver it when it passes the rule
+        (``dnntune.ensemble``: no worse than the best trial, better on one score); with the
+        ensemble off, put back the best trial alone where an earlier run delivered one. Then
+        record how the delivered model, the best trial and the baseline score (``scores`` in
+        summary.json)."""
         self._select()
         self.scores = self._scores()
         if self.scores is not None:
