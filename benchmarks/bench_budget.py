@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import DATA, TABLES, Table
+from bench_quality import DATA, TABLES, Table, choose_tables
 
 # The twelve tables added to ../shared/data for held-out checks (targets from its README).
 MORE_TABLES = (
@@ -155,15 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="another table, PATH:TARGET[:TASK] (repeatable)",
     )
     args = parser.parse_args(argv)
-    tables = list(ALL_TABLES)
-    if args.tables == "none":
-        tables = []
-    elif args.tables:
-        wanted = args.tables.split(",")
-        unknown = sorted(set(wanted) - {t.name for t in ALL_TABLES})
-        if unknown:
-            parser.error(f"unknown tables {unknown}; known: {', '.join(t.name for t in tables)}")
-        tables = [t for t in ALL_TABLES if t.name in wanted]
+    tables = choose_tables(parser, ALL_TABLES, args.tables)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-budget-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(

@@ -136,6 +136,21 @@ def _baseline(summary: dict) -> dict:
     return gbdt_baseline(dataset, metric, n_folds, seed=config.seed).to_dict()
 
 
+def choose_tables(
+    parser: argparse.ArgumentParser, known: tuple[Table, ...], wanted: str | None
+) -> list[Table]:
+    """The tables a ``--tables`` list names (all when None, none for ``none``), in order."""
+    if wanted is None:
+        return list(known)
+    if wanted == "none":
+        return []
+    names = wanted.split(",")
+    unknown = sorted(set(names) - {t.name for t in known})
+    if unknown:
+        parser.error(f"unknown tables {unknown}; known: {', '.join(t.name for t in known)}")
+    return [t for t in known if t.name in names]
+
+
 def _row(r: dict) -> str:
     return (
         f"{r['table']:<22}{r['metric']:<10}{r['dnntune']:>12.4f}{r['baseline']:>12.4f}"
@@ -152,13 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--space", help="a named space or a space file (default: default)")
     parser.add_argument("--keep", type=Path, help="keep the run folders here")
     args = parser.parse_args(argv)
-    tables = list(TABLES)
-    if args.tables:
-        wanted = args.tables.split(",")
-        unknown = sorted(set(wanted) - {t.name for t in TABLES})
-        if unknown:
-            parser.error(f"unknown tables {unknown}; known: {', '.join(t.name for t in TABLES)}")
-        tables = [t for t in TABLES if t.name in wanted]
+    tables = choose_tables(parser, TABLES, args.tables)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-quality-"))
     results = []
     head = f"{'table':<22}{'metric':<10}{'dnntune':>12}{'baseline':>12}{'diff':>10}"

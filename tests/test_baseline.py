@@ -115,6 +115,7 @@ def test_no_baseline_skips_it_and_the_cli_prints_it_otherwise(
     )  # fmt: skip
     r = cli(*common, "--output-dir", "with", "--no-report")
     assert r.returncode == 0, r
+    assert "note: fitting the HistGradientBoosting baseline on the study's 3 folds" in r.stderr
     line = next(x for x in r.stdout.splitlines() if "baseline HistGradientBoosting:" in x)
     assert line.split()[2].startswith("0.") and "(3-fold mean 0." in line
     summary = json.loads((tmp_path / "with" / "summary.json").read_text())

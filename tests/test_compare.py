@@ -71,6 +71,16 @@ def test_compare_cli(cli, tmp_path: Path, credit_g: Path) -> None:
     )
     assert r.returncode == 0, r
     assert "Leaderboard (2 repeats per sampler, best first):" in r.stdout
+    # Progress while the runs go: one note as each of the 4 ends.
+    assert "Comparing 2 samplers x 2 repeats..." in r.stderr
+    assert (
+        len(
+            re.findall(
+                r"^note: run \d of 4 done: sampler (random|tpe), repeat [12] \(", r.stderr, re.M
+            )
+        )
+        == 4
+    )
     assert "trials_to_99pct" in r.stdout and "random" in r.stdout and "tpe" in r.stdout
     # sampler, best mean and std, trials and seconds to 99% (or "-"), reached, wall seconds
     row = r"^ *(?:random|tpe) +0\.\d{4} +0\.\d{4} +(?:\d+(?:\.5)? +\d+\.\d|- +-) +\d/2 +\d+\.\d$"

@@ -47,6 +47,25 @@ def blended(tmp_path_factory: pytest.TempPathFactory, credit_g: Path) -> Path:
     pytest.fail("no seed gave an ensemble better than its best trial")
 
 
+def _resume(run: Path, credit_g: Path, **extra: object) -> dnntune.TuneResult:
+    """Resume a copy of the blended run's study with its settings (its 8 trials are done, so
+    no trial runs: the study delivers again)."""
+    config = json.loads((run / "summary.json").read_text())["config"]
+    return dnntune.tune(
+        data=str(credit_g),
+        target="target",
+        folds=3,
+        pruner="none",
+        baseline=False,
+        seed=config["seed"],
+        trials=8,
+        space=config["space"],
+        output_dir=str(run),
+        ensemble_pool=5,
+        **extra,
+    )
+
+
 def _pool_predictions(run: Path) -> dict[int, np.ndarray]:
     return {
         int(p.stem.removeprefix("trial")): load_file(str(p))["oof"].numpy().astype(np.float64)
@@ -165,20 +184,7 @@ def test_the_ensemble_command_and_no_ensemble_put_back_the_best_trial(
     assert r.returncode == 0 and "; delivered" in r.stdout, r
     assert len(json.loads((copy / "model" / "manifest.json").read_text())["members"]) > 1
     # Resuming with the ensemble off delivers the best trial alone.
-    summary = json.loads((copy / "summary.json").read_text())
-    dnntune.tune(
-        data=str(credit_g),
-        target="target",
-        folds=3,
-        pruner="none",
-        baseline=False,
-        seed=summary["config"]["seed"],
-        ensemble=False,
-        trials=8,
-        space=summary["config"]["space"],
-        output_dir=str(copy),
-        ensemble_pool=5,
-    )
+    _resume(copy, credit_g, ensemble=False)
     manifest = json.loads((copy / "model" / "manifest.json").read_text())
     assert [m["trial"] for m in manifest["members"]] == [best]
     r = cli("ensemble", str(tmp_path / "missing"))
@@ -286,18 +292,7 @@ def test_the_ensemble_command_keeps_refit_models_and_a_resumed_study_keeps_its_s
     else:
         assert manifest["refit"] == [] and "the refit models were left out" in r.stderr
     # Resuming the study (no trial left to run) selects with the size the user chose.
-    result = dnntune.tune(
-        data=str(credit_g),
-        target="target",
-        folds=3,
-        pruner="none",
-        baseline=False,
-        seed=summary["config"]["seed"],
-        trials=8,
-        space=summary["config"]["space"],
-        output_dir=str(copy),
-        ensemble_pool=5,
-    )
+    result = _resume(copy, credit_g)
     assert any("ensemble --size 1" in note for note in result.notes), result.notes
     manifest = json.loads((copy / "model" / "manifest.json").read_text())
     assert [m["trial"] for m in manifest["members"]] == [best]

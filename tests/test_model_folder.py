@@ -172,3 +172,26 @@ def test_a_damaged_run_folder_is_one_line(
     assert r.returncode == 2, r
     assert r.stderr.startswith("error: ") and message in r.stderr, r
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_metrics_for_classes_and_labels_are_scikit_learn_s() -> None:
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    from dnntune.config import Task
+    from dnntune.evaluate import score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    p = rng.dirichlet(np.ones(3), 200)
+    assert score("brier", y, p, Task.MULTICLASS) == pytest.approx(
+        np.mean(np.sum((np.eye(3)[y] - p) ** 2, axis=1))
+    )
+    assert score("logloss", y, p, Task.MULTICLASS) == pytest.approx(log_loss(y, p))
+    labels = rng.integers(0, 2, (200, 2))
+    q = rng.random((200, 2))
+    assert score("brier", labels, q, Task.MULTILABEL) == pytest.approx(
+        np.mean([brier_score_loss(labels[:, j], q[:, j]) for j in range(2)])
+    )
+    assert score("roc_auc", labels, q, Task.MULTILABEL) == pytest.approx(
+        np.mean([roc_auc_score(labels[:, j], q[:, j]) for j in range(2)])
+    )
