@@ -103,6 +103,23 @@ def test_every_writer_leaves_a_folder_every_reader_loads(
     if writer != "estimator":  # a run folder: its study and summary make a report
         r = cli("report", str(folder))
         assert r.returncode == 0 and (folder / "report.html").is_file(), r
+    if writer != "study":  # (a study's model: tests/test_export.py)
+        _exports_as_predict_predicts(folder, frame, tmp_path, refit=writer == "refit")
+
+
+def _exports_as_predict_predicts(
+    folder: Path, frame: pd.DataFrame, tmp_path: Path, *, refit: bool
+) -> None:
+    """The ONNX export holds every network of the folder (each member's, with its weight)."""
+    ort = pytest.importorskip("onnxruntime")
+    from dnntune.export import export_onnx, onnx_feeds
+
+    done = export_onnx(folder, tmp_path / "model.onnx", refit=refit)
+    assert done.networks == len(load_model(folder, refit=refit).models)
+    session = ort.InferenceSession(str(done.path), providers=["CPUExecutionProvider"])
+    proba, _ = session.run(None, onnx_feeds(frame, done.path))
+    expected = dnntune.load(folder, refit=refit).predict_array(frame)
+    np.testing.assert_allclose(proba[:, 1], expected, atol=1e-5)
 
 
 def test_evaluate_scores_every_candidate_as_scikit_learn_does(

@@ -1,4 +1,5 @@
-"""Optuna's log lines for trials that end in an expected way, without their tracebacks."""
+"""The command line's logging: Optuna's lines for trials that end in an expected way, without
+their tracebacks; no lines from the ONNX exporter about packages dnntune does not use."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 
 from dnntune.exceptions import TrialCut, TrialOutOfMemory
 
-__all__ = ["quiet_expected_failures"]
+__all__ = ["quiet_expected_failures", "quiet_exporter"]
 
 # The logger that reports failed trials (a filter on a parent would not see its records).
 _TRIALS_LOGGER = "optuna.study._optimize"
@@ -36,3 +37,9 @@ def quiet_expected_failures() -> None:
     logger = logging.getLogger(_TRIALS_LOGGER)
     if not any(isinstance(f, _NoExpectedTraceback) for f in logger.filters):
         logger.addFilter(_NoExpectedTraceback())
+
+
+def quiet_exporter() -> None:
+    """torch.onnx logs a warning per torchvision operator it cannot register when torchvision
+    is not installed; dnntune's models use none of them."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)

@@ -14,8 +14,9 @@ from typing import Annotated, Any
 import typer
 
 from dnntune import __version__
-from dnntune._logs import quiet_expected_failures
+from dnntune._logs import quiet_expected_failures, quiet_exporter
 from dnntune._names import render
+from dnntune.cli._deploy import dashboard, export
 from dnntune.cli._options import with_settings
 from dnntune.cli._output import check_output_suffix, echo_board, print_result, write_table
 from dnntune.config import SETTINGS, SamplerName, parse_choice
@@ -402,37 +403,8 @@ def report_command(
     typer.echo(f"Report: {path} (PNG plots in {path.parent / 'plots'})")
 
 
-@app.command()
-def dashboard(
-    run_dir: Annotated[
-        Path | None, typer.Argument(help="Run folder written by dnntune tune.")
-    ] = None,
-    storage: Annotated[
-        str | None, typer.Option(help="Storage URL instead of a run folder.")
-    ] = None,
-    host: Annotated[
-        str, typer.Option(help="Address to bind (default: this machine only).")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-) -> None:
-    """Serve optuna-dashboard on the study's storage."""
-
-    from dnntune.storage import default_storage_url, open_storage, redact
-
-    if storage is None:
-        if run_dir is None:
-            raise DnntuneError("pass a run folder or --storage URL")
-        from dnntune.artifacts import read_summary
-
-        summary = read_summary(run_dir)
-        storage = summary.get("config", {}).get("storage") or default_storage_url(run_dir)
-    backend = open_storage(storage)
-    from optuna_dashboard import run_server
-
-    typer.echo(
-        f"optuna-dashboard on {redact(storage or '')}: http://{host}:{port}/ (Ctrl-C to stop)"
-    )
-    run_server(backend, host=host, port=port)
+app.command("export")(export)
+app.command("dashboard")(dashboard)
 
 
 def _catch_signals() -> None:

@@ -19,9 +19,12 @@ from dnntune.data._prepare import (
     prepare_fold,
 )
 from dnntune.data._preprocess import (
+    MISSING,
+    OTHER,
     ColumnPlan,
     InputLayout,
     Preprocessor,
+    category_levels,
     numeric_values,
     plan_columns,
     refuse_unbounded,
@@ -33,6 +36,8 @@ from dnntune.data._target import Target, class_label, encode_target, infer_task
 
 __all__ = [
     "FOLD_CACHE_SHARE",
+    "MISSING",
+    "OTHER",
     "Builtin",
     "ColumnPlan",
     "Dataset",
@@ -46,6 +51,7 @@ __all__ = [
     "Target",
     "assign_folds",
     "build_dataset",
+    "category_levels",
     "class_label",
     "dataset_from_config",
     "duplicate_groups",

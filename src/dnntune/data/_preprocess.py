@@ -21,9 +21,12 @@ from dnntune.data._copies import CopyEncoder
 from dnntune.exceptions import DataError
 
 __all__ = [
+    "MISSING",
+    "OTHER",
     "ColumnPlan",
     "InputLayout",
     "Preprocessor",
+    "category_levels",
     "numeric_values",
     "plan_columns",
     "refuse_unbounded",
@@ -164,8 +167,10 @@ def plan_columns(
     return plan
 
 
-def _levels(col: pd.Series) -> np.ndarray:
-    """Category labels as strings; integral numbers print without '.0', missing is MISSING."""
+def category_levels(col: pd.Series) -> np.ndarray:
+    """A categorical column's values as the level strings the preprocessing matches: integral
+    numbers print without '.0' (``3.0`` is ``"3"``), booleans as ``"True"``/``"False"``, a
+    missing value is ``MISSING``."""
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         arr = col.to_numpy(dtype=float)
         out = np.full(arr.shape, MISSING, dtype=object)
@@ -337,7 +342,7 @@ class Preprocessor:
         self.embedding_bins_ = self._embedding_bins(frame)
         self.categories_: dict[str, list[str]] = {}
         for name in self.plan.categorical:
-            counts = pd.Series(_levels(frame[name])).value_counts()
+            counts = pd.Series(category_levels(frame[name])).value_counts()
             kept = counts[counts >= min_freq].head(self.max_levels)
             self.categories_[name] = sorted(str(v) for v in kept.index)
         self.copies_ = None
@@ -456,7 +461,7 @@ class Preprocessor:
             out[:, j : j + len(edges) + 1] = np.clip(position, 0.0, 1.0)
             j += len(edges) + 1
         for name, levels in self.categories_.items():
-            codes = pd.Index(levels).get_indexer(_levels(frame[name])).astype(np.int64)
+            codes = pd.Index(levels).get_indexer(category_levels(frame[name])).astype(np.int64)
             codes[codes < 0] = len(levels)  # rare or unseen: the __other__ column
             out[rows, j + codes] = 1.0
             j += len(levels) + 1
