@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean wheel-check
 
 install: $(STAMP)
 
@@ -24,6 +24,16 @@ test: install
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src/dnntune
 	$(BIN)/python -m pytest -q
+
+# The wheel, installed with all its dependencies from the package index into a fresh virtual
+# environment, runs a small study (about a minute; the suite's own install test shares this
+# environment's dependencies instead).
+wheel-check: install
+	rm -rf build/wheel-check && mkdir -p build/wheel-check
+	$(BIN)/python -m build --wheel --no-isolation --outdir build/wheel-check .
+	$(PYTHON) -m venv build/wheel-check/venv
+	build/wheel-check/venv/bin/pip install --quiet -c constraints.txt build/wheel-check/dnntune-*.whl
+	cd build/wheel-check && venv/bin/dnntune tune --trials 2 --folds 2 --no-report --output-dir run
 
 bench: install
 	$(BIN)/python benchmarks/bench_engine.py
