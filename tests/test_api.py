@@ -130,7 +130,7 @@ STAGES = [
     ("baseline",),
     ("_owners",),
     ("objective",),
-    ("samplers", "pruners", "storage", "dashboard"),
+    ("samplers", "pruners", "storage", "dashboard", "tracking"),
     ("artifacts",),
     ("ensemble",),
     ("inference", "refit"),

@@ -44,6 +44,7 @@ def tune(
     study: str | None = None,
     storage: str | None = None,
     output_dir: str | None = None,
+    mlflow: str | None = None,
     jobs: int = 1,
     seed: int = 42,
     show_progress: bool = False,

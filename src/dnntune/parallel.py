@@ -46,6 +46,7 @@ from dnntune.study import (
     run_trials,
     start_or_resume,
 )
+from dnntune.tracking import ENV as MLFLOW_ENV
 
 __all__ = ["default_parallel_storage", "run_worker", "tune_config"]
 
@@ -143,6 +144,8 @@ def _start_workers(
         log = (run_dir / f"worker-{i}.log").open("wb")
         logs.append(log)
         env = {**os.environ, "DNNTUNE_STORAGE": url}
+        if prepared.tracker is not None:  # the study's copy of the URI hides its password
+            env[MLFLOW_ENV] = prepared.tracker.uri
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
     return procs, logs
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from dnntune import __version__
-from dnntune._logs import quiet_expected_failures, quiet_exporter
+from dnntune._logs import quiet_expected_failures
 from dnntune._names import render
 from dnntune.cli._deploy import dashboard, export
 from dnntune.cli._options import with_settings

@@ -52,6 +52,8 @@ def export(
         f"same predictions as predict on {done.rows_checked} rows, largest difference "
         f"{done.max_difference:.1e})"
     )
+    if done.mlflow_run:
+        typer.echo(f"logged to MLflow run {done.mlflow_run}")
 
 
 def dashboard(

@@ -245,6 +245,11 @@ class Run(Group):
     study: str | None = setting(None, "Study name (default: from data/target).", check=_study_name)
     storage: str | None = setting(None, "Optuna storage URL (default: sqlite in the run folder).")
     output_dir: str | None = setting(None, "Run folder (default runs/STUDY).")
+    mlflow: str | None = setting(
+        None,
+        "MLflow tracking URI: one MLflow run for the study, a nested run per trial, the model as "
+        "artifacts (default: $DNNTUNE_MLFLOW_TRACKING_URI; needs dnntune[mlflow]).",
+    )
     jobs: int = setting(
         1,
         f"Worker processes sharing the study (journal file or {setting_name('storage')}).",
@@ -349,8 +354,9 @@ class TuneConfig(Group):
             out[s.name] = list(value) if isinstance(value, tuple) else value
             if isinstance(value, StrEnum):
                 out[s.name] = value.value
-        if self.run.storage and not raw:
-            out["storage"] = redact(self.run.storage)
+        for name in ("storage", "mlflow"):
+            if out[name] and not raw:
+                out[name] = redact(out[name])
         return out
 
     @classmethod

@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from dnntune._names import first_line
-from dnntune.artifacts import atomic_path, load_model
+from dnntune.artifacts import atomic_path, load_model, read_summary
 from dnntune.config import Task
 from dnntune.exceptions import DataError
 from dnntune.export._module import Columns, WholeModel, columns_of
 from dnntune.export._onnx import feeds, inputs_metadata, to_onnx
 from dnntune.inference import Predictor
+from dnntune.tracking import Tracker, tracking_uri
 
 __all__ = ["FORMATS", "Exported", "export_onnx", "onnx_feeds"]
 
@@ -39,6 +40,7 @@ class Exported:
     rows_checked: int
     max_difference: float
     networks: int
+    mlflow_run: str | None = None  # the study's MLflow run the file was logged to
 
 
 def _onnx_modules() -> tuple[Any, Any]:
@@ -69,7 +71,7 @@ def export_onnx(
     beside the probe rows. Raises :class:`DataError` with one line for a model ONNX cannot
     express, a graph whose predictions differ from ``predict``'s by more than ``tolerance``
     (absolute, or relative to a regression value above 1), or a missing package; nothing is
-    written then.
+    written then. A run tracked in MLflow gets the file as an artifact of the study's run.
     """
     onnx, onnxruntime = _onnx_modules()
     loaded = load_model(model, refit=refit)
@@ -99,7 +101,21 @@ def export_onnx(
     path = Path(output) if output is not None else Path(model) / "model.onnx"
     with atomic_path(path) as tmp:
         onnx.save_model(proto, str(tmp))
-    return Exported(path, sum(len(f) for f in checked), worst, len(loaded.models))
+    tracked = _track(Path(model), path)
+    return Exported(path, sum(len(f) for f in checked), worst, len(loaded.models), tracked)
+
+
+def _track(run_dir: Path, path: Path) -> str | None:
+    """Add the file to the study's MLflow run, where the run was tracked (its ID)."""
+    if not (run_dir / "summary.json").is_file():
+        return None  # a model folder alone
+    summary = read_summary(run_dir)
+    run = summary.get("mlflow")
+    uri = tracking_uri(summary.get("config", {}).get("mlflow"), worker=True)
+    if not run or not uri:
+        return None
+    Tracker.of_run(uri, run).log_file(path)
+    return str(run["run_id"])
 
 
 def onnx_feeds(frame: pd.DataFrame, path: str | Path) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ from dnntune.artifacts import (
     RunScores,
     Score,
     read_manifest,
+    read_summary,
     record_in_summary,
     write_run_outputs,
 )
@@ -31,6 +32,7 @@ from dnntune.exceptions import (
 from dnntune.objective import Objective
 from dnntune.space import SearchSpace
 from dnntune.study._result import Notes, TuneResult
+from dnntune.tracking import Tracker
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -57,6 +59,7 @@ class PreparedRun:
     started: float
     deadline: float | None
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]
+    tracker: Tracker | None = None  # the study's MLflow run (also among the callbacks)
     baseline: Baseline | None = None
     ensemble: Selection | None = None
     scores: RunScores | None = None
@@ -87,6 +90,10 @@ class PreparedRun:
         self.scores = self._scores()
         if self.scores is not None:
             record_in_summary(self.config.run_dir, "scores", self.scores.to_dict())
+        if self.tracker is not None:
+            run = {"experiment_id": self.tracker.experiment_id, "run_id": self.tracker.run_id}
+            record_in_summary(self.config.run_dir, "mlflow", run)
+            self.tracker.finish(self.config.run_dir, read_summary(self.config.run_dir))
 
     def check_delivered(self) -> None:
         """Within a time limit, a model is delivered whenever a first epoch could train: a

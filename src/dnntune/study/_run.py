@@ -34,6 +34,7 @@ from dnntune.study._autostop import _auto_stop
 from dnntune.study._open import _open_study
 from dnntune.study._prepared import PreparedRun, _best_value
 from dnntune.study._result import Notes, TuneResult
+from dnntune.tracking import Tracker, tracking_uri
 
 
 def prepare_run(
@@ -83,6 +84,8 @@ def prepare_run(
     deadline = started + search.timeout if search.timeout else None
     slot, n_folds = epoch_slot(space), fold_count(config.training, dataset)
     pruner = make_pruner(search.pruner, epoch_slot=slot, max_steps=n_folds * slot)
+    uri = tracking_uri(config.run.mlflow, worker=worker)
+    mlflow = None if uri is None else Tracker.connect(uri)  # checked before the study opens
     study = _open_study(config, metric, choice.sampler, pruner, space, worker=worker)
     for msg in pending:
         notes(msg)
@@ -90,6 +93,9 @@ def prepare_run(
     orphans = end_orphans(study, saved_trial(model_folder), every_running=stale_running).note()
     if orphans is not None:
         notes(orphans)
+    tracker = None
+    if mlflow is not None and uri is not None:
+        tracker = Tracker.for_study(mlflow, uri, study, config.to_dict())
     record = run_record(config, dataset, metric)
     pool = Pool(config.run_dir, search.ensemble_pool, metric) if search.ensemble else None
     objective = Objective(
@@ -119,7 +125,8 @@ def prepare_run(
         sampler_note=choice.note,
         started=started,
         deadline=deadline,
-        callbacks=_auto_stop(config, objective, notes),
+        callbacks=[*_auto_stop(config, objective, notes), *([tracker] if tracker else [])],
+        tracker=tracker,
     )
 
 
