@@ -135,3 +135,16 @@ def test_bench_budget_short_budget(credit_g: Path) -> None:
     assert 0.5 < row["test"] <= 1 and 0.5 < row["baseline_test"] <= 1
     assert row["model"] in ("trial", "cut trial") or row["model"].startswith("ensemble of ")
     assert "credit_g" in proc.stdout.splitlines()[1]
+
+
+@pytest.mark.slow
+def test_bench_onnx_quick(credit_g: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    proc, result = _bench(
+        "bench_onnx.py", "--data", str(credit_g), "--target", "target", "--drop", "",
+        "--timeout", "5", "--rows", "300", "--single", "5", "--repeats", "1",
+    )  # fmt: skip
+    assert result["rows"] == 300 and result["networks"] >= 1
+    assert result["predict_s"] > 0 and result["onnx_s"] > 0 and result["speedup"] > 0
+    assert result["max_difference"] <= 1e-5
+    assert "one row (ms)" in proc.stdout
