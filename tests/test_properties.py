@@ -210,3 +210,110 @@ def test_bad_numbers_in_space_files_are_a_space_error_and_good_ones_are_in_range
                 or PARAMETERS[name].check(value) is None
                 or (name == "batch_size" and value is None)
             ), (name, value)
+
+
+def _model_folder() -> Path:
+    """One small saved model (an estimator's folder), made once for the damage tests."""
+    if not _FOLDER:
+        import tempfile
+
+        from dnntune.sklearn import DNNClassifier
+
+        rng = np.random.default_rng(0)
+        X = pd.DataFrame({"x": rng.normal(size=120), "c": rng.choice(["a", "b"], 120)})
+        y = (X["x"] > 0).astype(int)
+        folder = Path(tempfile.mkdtemp(prefix="dnntune-damage-")) / "model"
+        DNNClassifier(num_layers=1, hidden_size=8, epochs=2).fit(X, y).save(folder)
+        _FOLDER.append(folder)
+    return _FOLDER[0]
+
+
+_FOLDER: list[Path] = []
+JSON_VALUES = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)  # fmt: skip
+
+
+def _places(node: object, path: tuple = ()) -> list[tuple]:
+    """Every path to a value inside a JSON document."""
+    out = [path] if path else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out += _places(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += _places(value, (*path, i))
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_damaged_manifest_loads_correctly_or_is_one_data_error(data: st.DataObject) -> None:
+    """Any value of manifest.json replaced by another (of any JSON type) or removed: the folder
+    loads and predicts finite probabilities, or loading is one DataError line; never another
+    exception."""
+    import shutil
+    import tempfile
+
+    from dnntune.artifacts import load_model
+
+    folder = Path(tempfile.mkdtemp(prefix="dnntune-damaged-")) / "model"
+    shutil.copytree(_model_folder(), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    place = data.draw(st.sampled_from(_places(manifest)))
+    parent = manifest
+    for key in place[:-1]:
+        parent = parent[key]
+    if data.draw(st.booleans()) and isinstance(parent, dict):
+        del parent[place[-1]]
+    else:
+        parent[place[-1]] = data.draw(JSON_VALUES)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        load_model(folder)
+        proba = dnntune.load(folder).predict_array(
+            pd.DataFrame({"x": [0.5, -1.0], "c": ["a", "z"]})
+        )
+    except DataError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    finally:
+        shutil.rmtree(folder.parent)
+    assert np.isfinite(proba).all() and ((proba >= 0) & (proba <= 1)).all()
+
+
+URL_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=30
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        URL_TEXT.filter(lambda s: "://" not in s and s != "memory:" and "journal:" not in s[:8]),
+        st.builds(
+            lambda scheme, rest: f"{scheme}://{rest}",
+            st.from_regex(r"[a-z][a-z0-9+]{0,12}", fullmatch=True).filter(
+                lambda s: s.split("+")[0] not in ("sqlite", "postgresql", "postgres", "mysql",
+                                                  "mariadb", "redis", "rediss", "oracle", "mssql")
+            ),
+            URL_TEXT,
+        ),
+    )
+)  # fmt: skip
+def test_random_storage_urls_are_one_storage_error(url: str) -> None:
+    """Text that is not a storage URL, or a URL of a database SQLAlchemy does not know: one
+    StorageError line naming the URL, never another exception (no connection is attempted)."""
+    from dnntune.exceptions import StorageError
+    from dnntune.storage import open_storage
+
+    with pytest.raises(StorageError) as caught:
+        open_storage(url)
+    assert "\n" not in str(caught.value) and "storage" in str(caught.value)

@@ -103,7 +103,14 @@ class Predictor:
             x = torch.from_numpy(pre.transform(frame))
             outputs = predict_outputs(model, x)
             parts.append(predictions_from_outputs(outputs, self.task, y_shift=shift, y_scale=scale))
-        return np.tensordot(self.loaded.shares(), np.stack(parts), axes=1)
+        out = np.tensordot(self.loaded.shares(), np.stack(parts), axes=1)
+        if not np.isfinite(out).all():
+            bad = int((~np.isfinite(out.reshape(len(out), -1))).any(axis=1).sum())
+            raise DataError(
+                f"the model predicts no finite number for {bad} of {len(out)} rows: its model "
+                "folder is damaged or its networks diverged; restore the folder or tune again"
+            )
+        return out
 
     def predict(self, frame: pd.DataFrame, *, id_column: str | None = None) -> pd.DataFrame:
         """Probability columns and labels, or values; the ID column first when asked."""
