@@ -149,3 +149,23 @@ def test_bench_onnx_quick(credit_g: Path) -> None:
     assert result["predict_s"] > 0 and result["onnx_s"] > 0 and result["speedup"] > 0
     assert result["max_difference"] <= 1e-5
     assert "one row (ms)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_test_rows_short_budget(credit_g: Path) -> None:
+    """One table, a short budget: dnntune, HistGradientBoosting and LightGBM scored on the
+    same held-out fifth with the same metric, and the standing by group."""
+    pytest.importorskip("lightgbm")
+    proc, result = _bench("bench_test_rows.py", "--tables", "credit_g", "--budget", "6")
+    (row,) = result["tables"]
+    assert row["table"] == "credit_g" and row["metric"] == "roc_auc" and not row["held_back"]
+    for key in ("test", "baseline_test", "lightgbm_test"):
+        assert 0.5 < row[key] <= 1, key
+    assert row["vs_lightgbm"] == pytest.approx(
+        (row["test"] - row["lightgbm_test"]) / row["lightgbm_test"]
+    )
+    dev = result["development"]
+    assert dev["tables"] == 1 and dev["lightgbm"]["compared"] == 1
+    assert dev["lightgbm"]["at_or_above"] == int(row["vs_lightgbm"] >= 0)
+    assert result["held_back"]["tables"] == 0
+    assert "development: 1 tables" in proc.stdout
