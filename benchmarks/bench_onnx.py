@@ -75,8 +75,11 @@ def main() -> None:
     import onnxruntime as ort
 
     import dnntune
+    from dnntune._logs import quiet_exporter
     from dnntune.data import load_table
     from dnntune.export import export_onnx, onnx_feeds
+
+    quiet_exporter()  # no line per torchvision operator the exporter skips
 
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or tune(args, Path(tmp))
