@@ -58,9 +58,12 @@ def _categories(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, 
     train, test = train.copy(), test.copy()
     for name in train.columns:
         if not pd.api.types.is_numeric_dtype(train[name]):
-            kind = pd.CategoricalDtype(train[name].astype("string").dropna().unique())
-            train[name] = train[name].astype("string").astype(kind)
-            test[name] = test[name].astype("string").astype(kind)
+            levels = train[name].astype("string").dropna().unique()
+            train[name] = pd.Categorical(train[name].astype("string"), categories=levels)
+            # A level the training rows never had is missing, as LightGBM reads it.
+            values = test[name].astype("string")
+            values = values.where(values.isin(levels))
+            test[name] = pd.Categorical(values, categories=levels)
     return train, test
 
 
