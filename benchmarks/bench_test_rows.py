@@ -175,21 +175,22 @@ def one_table(table: Table, budget: float, folder: Path, task: str | None) -> di
     return out
 
 
-def _fmt(value: float | None, spec: str = ".4f") -> str:
-    return (
-        "-"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else format(value, spec)
-    )
+def _fmt(value: float | None, spec: str | None = None) -> str:
+    """A score in 8 characters (4 decimals, fewer for large values), or '-'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if spec is None:
+        spec = ".4f" if abs(value) < 1e3 else ".1f" if abs(value) < 1e6 else ".3g"
+    return format(value, spec)
 
 
 def _row(r: dict) -> str:
     if "test" not in r:
         return f"{r['table']:<22}{r['rows']:>8}  {r.get('error') or r.get('evaluate_error')}"
     return (
-        f"{r['table']:<22}{r['rows']:>8}  {r['metric']:<9}{_fmt(r['test']):>9}"
-        f"{_fmt(r.get('baseline_test')):>9}{_fmt(r.get('lightgbm_test')):>9}"
-        f"{_fmt(r.get('autogluon_test')):>9}  {_fmt(r['vs_baseline'], '+.1%'):>7}"
+        f"{r['table']:<22}{r['rows']:>8}  {r['metric']:<8}{_fmt(r['test']):>10}"
+        f"{_fmt(r.get('baseline_test')):>10}{_fmt(r.get('lightgbm_test')):>10}"
+        f"{_fmt(r.get('autogluon_test')):>10}  {_fmt(r['vs_baseline'], '+.1%'):>7}"
         f"{_fmt(r['vs_lightgbm'], '+.1%'):>8}{_fmt(r['vs_autogluon'], '+.1%'):>8}"
         f"{'  held back' if r['held_back'] else ''}"
     )
@@ -225,8 +226,8 @@ def main(argv: list[str] | None = None) -> dict:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-test-rows-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(
-        f"{'table':<22}{'rows':>8}  {'metric':<9}{'dnntune':>9}{'HGB':>9}{'LightGBM':>9}"
-        f"{'AutoGl.':>9}  {'vs HGB':>7}{'vs LGBM':>8}{'vs AG':>8}",
+        f"{'table':<22}{'rows':>8}  {'metric':<8}{'dnntune':>10}{'HGB':>10}{'LightGBM':>10}"
+        f"{'AutoGl.':>10}  {'vs HGB':>7}{'vs LGBM':>8}{'vs AG':>8}",
         flush=True,
     )
     results = []
