@@ -143,9 +143,9 @@ def test_bench_onnx_quick(credit_g: Path) -> None:
     pytest.importorskip("onnxruntime")
     proc, result = _bench(
         "bench_onnx.py", "--data", str(credit_g), "--target", "target", "--drop", "",
-        "--timeout", "5", "--rows", "300", "--single", "5", "--repeats", "1",
+        "--timeout", "3", "--rows", "200", "--single", "3", "--repeats", "1",
     )  # fmt: skip
-    assert result["rows"] == 300 and result["networks"] >= 1
+    assert result["rows"] == 200 and result["networks"] >= 1
     assert result["predict_s"] > 0 and result["onnx_s"] > 0 and result["speedup"] > 0
     assert result["max_difference"] <= 1e-5
     assert "one row (ms)" in proc.stdout
@@ -156,7 +156,7 @@ def test_bench_test_rows_short_budget(credit_g: Path) -> None:
     """One table, a short budget: dnntune, HistGradientBoosting and LightGBM scored on the
     same held-out fifth with the same metric, and the standing by group."""
     pytest.importorskip("lightgbm")
-    proc, result = _bench("bench_test_rows.py", "--tables", "credit_g", "--budget", "6")
+    proc, result = _bench("bench_test_rows.py", "--tables", "credit_g", "--budget", "4")
     (row,) = result["tables"]
     assert row["table"] == "credit_g" and row["metric"] == "roc_auc" and not row["held_back"]
     for key in ("test", "baseline_test", "lightgbm_test"):

@@ -253,7 +253,7 @@ def _places(node: object, path: tuple = ()) -> list[tuple]:
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_damaged_manifest_loads_correctly_or_is_one_data_error(data: st.DataObject) -> None:
     """Any value of manifest.json replaced by another (of any JSON type) or removed: the folder

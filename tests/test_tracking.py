@@ -46,7 +46,7 @@ def test_a_study_is_one_run_with_a_nested_run_per_trial(in_tmp: Path, credit_g: 
         "data": str(credit_g), "target": "target", "folds": 2, "space": str(space),
         "output_dir": str(in_tmp / "run"), "mlflow": uri,
     }  # fmt: skip
-    result = dnntune.tune(**settings, trials=3)  # type: ignore[arg-type]
+    result = dnntune.tune(**settings, trials=2)  # type: ignore[arg-type]
     (parent,), children = _runs(uri, result.study.study_name)
     assert parent.info.status == "FINISHED"
     assert parent.data.params["folds"] == "2" and parent.data.params["target"] == '["target"]'
@@ -73,9 +73,9 @@ def test_a_study_is_one_run_with_a_nested_run_per_trial(in_tmp: Path, credit_g: 
             assert child.data.metrics["value"] == pytest.approx(trial.value)
 
     # Resumed with more trials: the same run, more nested runs; the export is logged there.
-    dnntune.tune(**settings, trials=5)  # type: ignore[arg-type]
+    dnntune.tune(**settings, trials=3)  # type: ignore[arg-type]
     (again,), children = _runs(uri, result.study.study_name)
-    assert again.info.run_id == parent.info.run_id and len(children) == 5
+    assert again.info.run_id == parent.info.run_id and len(children) == 3
     pytest.importorskip("onnxruntime")
     from dnntune.export import export_onnx
 
@@ -89,13 +89,13 @@ def test_jobs_workers_log_into_the_study_s_run(in_tmp: Path, credit_g: Path, cli
     uri = f"sqlite:///{in_tmp / 'mlflow.db'}"
     space = write_space(in_tmp / "s.yaml", TINY_SPACE)
     r = cli(
-        "tune", "--data", str(credit_g), "--target", "target", "--folds", "2", "--trials", "4",
+        "tune", "--data", str(credit_g), "--target", "target", "--folds", "2", "--trials", "3",
         "--jobs", "2", "--space", str(space), "--output-dir", str(in_tmp / "run"),
         "--no-report", "--no-baseline", "--mlflow", uri,
     )  # fmt: skip
     assert r.returncode == 0, r
     (parent,), children = _runs(uri, "credit_g-target")
-    assert len(children) == 4 and parent.info.status == "FINISHED"
+    assert len(children) == 3 and parent.info.status == "FINISHED"
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
 
 
