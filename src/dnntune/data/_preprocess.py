@@ -19,7 +19,7 @@ import pandas as pd
 from dnntune.config import Preprocessing, Task
 from dnntune.data._copies import CopyEncoder
 from dnntune.data._state import check_state
-from dnntune.exceptions import ConfigError, DataError
+from dnntune.exceptions import DataError
 
 __all__ = [
     "MISSING",
@@ -486,11 +486,7 @@ class Preprocessor:
         """The state :meth:`to_dict` wrote, checked as untrusted input (``ValueError``)."""
         check_state(d)
         copies = d["copies"]
-        try:
-            settings = Preprocessing(**d["settings"])
-        except ConfigError as exc:
-            raise ValueError(f"preprocessing.settings: {exc}") from None
-        self = cls(ColumnPlan.from_dict(d["plan"]), settings)
+        self = cls(ColumnPlan.from_dict(d["plan"]), Preprocessing(**d["settings"]))
         self.numeric_ = {k: dict(v) for k, v in d["numeric"].items()}
         self.categories_ = {k: list(v) for k, v in d["categories"].items()}
         self.bin_edges_ = {k: [float(e) for e in v] for k, v in d["bin_edges"].items()}

@@ -10,6 +10,9 @@ import itertools
 import math
 from typing import Any
 
+from dnntune.config import Preprocessing
+from dnntune.exceptions import ConfigError
+
 __all__ = ["check_state"]
 
 _PLAN = ("numeric", "categorical", "datetime")
@@ -58,6 +61,10 @@ def check_state(d: Any) -> None:
     """Raise ``ValueError`` for a preprocessing state :class:`Preprocessor` could not have
     written."""
     d = _dict(d, "preprocessing")
+    try:
+        Preprocessing(**_dict(d.get("settings"), "preprocessing.settings"))
+    except (ConfigError, TypeError) as exc:  # a wrong value, or a name it does not have
+        raise ValueError(f"preprocessing.settings: {exc}") from None
     plan = _dict(d.get("plan"), "preprocessing.plan")
     columns = {k: _strings(plan.get(k), f"preprocessing.plan.{k}") for k in _PLAN}
     names = [n for k in _PLAN for n in columns[k]]
