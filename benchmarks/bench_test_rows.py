@@ -247,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for group in ("development", "held_back"):
         s = summary[group]
+        if not s["tables"]:
+            continue
         parts = [
             f"{name} {s[key]['at_or_above']}/{s[key]['compared']} "
             f"(mean {_fmt(s[key]['mean_relative_difference'], '+.1%')})"
