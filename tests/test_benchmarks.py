@@ -139,24 +139,15 @@ def test_bench_budget_short_budget(credit_g: Path) -> None:
 
 
 @pytest.mark.slow
-def test_bench_onnx_quick(credit_g: Path) -> None:
-    pytest.importorskip("onnxruntime")
-    proc, result = _bench(
-        "bench_onnx.py", "--data", str(credit_g), "--target", "target", "--drop", "",
-        "--timeout", "3", "--rows", "200", "--single", "3", "--repeats", "1",
-    )  # fmt: skip
-    assert result["rows"] == 200 and result["networks"] >= 1
-    assert result["predict_s"] > 0 and result["onnx_s"] > 0 and result["speedup"] > 0
-    assert result["max_difference"] <= 1e-5
-    assert "one row (ms)" in proc.stdout
-
-
-@pytest.mark.slow
-def test_bench_test_rows_short_budget(credit_g: Path) -> None:
+def test_bench_test_rows_and_bench_onnx_short(credit_g: Path, tmp_path: Path) -> None:
     """One table, a short budget: dnntune, HistGradientBoosting and LightGBM scored on the
-    same held-out fifth with the same metric, and the standing by group."""
+    same held-out fifth with the same metric, and the standing by group; then bench_onnx on
+    that run (its --run: no second study)."""
     pytest.importorskip("lightgbm")
-    proc, result = _bench("bench_test_rows.py", "--tables", "credit_g", "--budget", "4")
+    kept = tmp_path / "kept"
+    proc, result = _bench(
+        "bench_test_rows.py", "--tables", "credit_g", "--budget", "8", "--keep", str(kept)
+    )
     (row,) = result["tables"]
     assert row["table"] == "credit_g" and row["metric"] == "roc_auc" and not row["held_back"]
     for key in ("test", "baseline_test", "lightgbm_test"):
@@ -169,3 +160,13 @@ def test_bench_test_rows_short_budget(credit_g: Path) -> None:
     assert dev["lightgbm"]["at_or_above"] == int(row["vs_lightgbm"] >= 0)
     assert result["held_back"]["tables"] == 0
     assert "development: 1 tables" in proc.stdout
+
+    pytest.importorskip("onnxruntime")
+    proc, result = _bench(
+        "bench_onnx.py", "--run", str(kept / "credit_g"), "--data", str(kept / "credit_g-test.csv"),
+        "--rows", "150", "--single", "3", "--repeats", "1",
+    )  # fmt: skip
+    assert result["rows"] == 150 and result["networks"] >= 1
+    assert result["predict_s"] > 0 and result["onnx_s"] > 0 and result["speedup"] > 0
+    assert result["max_difference"] <= 1e-5
+    assert "one row (ms)" in proc.stdout

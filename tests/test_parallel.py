@@ -83,7 +83,7 @@ def test_four_workers_run_exactly_the_study_s_trials(
 ) -> None:
     space = write_space(tmp_path / "s.yaml", FAST)
     name = f"par-{uuid.uuid4().hex[:8]}"
-    extra = ["--jobs", "4", "--trials", "40", "--study", name, "--output-dir", "run"]
+    extra = ["--jobs", "4", "--trials", "20", "--study", name, "--output-dir", "run"]
     env = dict(os.environ)
     url = default_parallel_storage(tmp_path / "run")
     if backend == "postgres":
@@ -100,9 +100,9 @@ def test_four_workers_run_exactly_the_study_s_trials(
     )
     assert proc.returncode == 0, proc.stderr
     try:
-        _assert_exact(_study(url, name), 40)
+        _assert_exact(_study(url, name), 20)
         summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-        assert sum(summary["trials"].values()) == 40
+        assert sum(summary["trials"].values()) == 20
         assert summary["baseline"]["model"] == "HistGradientBoosting"  # once, by the coordinator
         assert (tmp_path / "run" / "model" / "manifest.json").is_file()
     finally:
