@@ -484,9 +484,9 @@ class Preprocessor:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
         """The state :meth:`to_dict` wrote, checked as untrusted input (``ValueError``)."""
-        check_state(d)
+        settings = check_state(d)
         copies = d["copies"]
-        self = cls(ColumnPlan.from_dict(d["plan"]), Preprocessing(**d["settings"]))
+        self = cls(ColumnPlan.from_dict(d["plan"]), settings)
         self.numeric_ = {k: dict(v) for k, v in d["numeric"].items()}
         self.categories_ = {k: list(v) for k, v in d["categories"].items()}
         self.bin_edges_ = {k: [float(e) for e in v] for k, v in d["bin_edges"].items()}

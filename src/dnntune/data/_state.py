@@ -57,12 +57,12 @@ def _same_keys(d: dict[str, Any], names: list[str], where: str, *, all_of: bool 
         _fail(where, f"does not name the plan's columns in order ({names})")
 
 
-def check_state(d: Any) -> None:
+def check_state(d: Any) -> Preprocessing:
     """Raise ``ValueError`` for a preprocessing state :class:`Preprocessor` could not have
-    written."""
+    written; return its settings."""
     d = _dict(d, "preprocessing")
     try:
-        Preprocessing(**_dict(d.get("settings"), "preprocessing.settings"))
+        settings = Preprocessing(**_dict(d.get("settings"), "preprocessing.settings"))
     except (ConfigError, TypeError) as exc:  # a wrong value, or a name it does not have
         raise ValueError(f"preprocessing.settings: {exc}") from None
     plan = _dict(d.get("plan"), "preprocessing.plan")
@@ -113,3 +113,4 @@ def check_state(d: Any) -> None:
         _dict(copies, "preprocessing.copies")
     if len(features) < base or (copies is None and len(features) != base):
         _fail("preprocessing.feature_names", f"does not match the columns ({base} inputs)")
+    return settings

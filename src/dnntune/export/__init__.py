@@ -20,6 +20,7 @@ import pandas as pd
 from dnntune._names import first_line
 from dnntune.artifacts import atomic_path, load_model, read_summary
 from dnntune.config import Task
+from dnntune.data import Preprocessor
 from dnntune.exceptions import DataError
 from dnntune.export._module import Columns, WholeModel, columns_of
 from dnntune.export._onnx import feeds, inputs_metadata, to_onnx
@@ -148,7 +149,9 @@ def _compare(
     return worst
 
 
-def probe_rows(columns: Columns, preprocessors: list[Any], n: int = PROBE_ROWS) -> pd.DataFrame:
+def probe_rows(
+    columns: Columns, preprocessors: list[Preprocessor], n: int = PROBE_ROWS
+) -> pd.DataFrame:
     """Rows that reach every part of the fitted preprocessing: each numeric column's medians,
     bin edges, training range and beyond, missing values; each category's levels, an unseen one
     and a missing one (seeded, no training data needed)."""
