@@ -85,7 +85,14 @@ def _timed(args: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
     return proc, time.monotonic() - started
 
 
-def run_table(table: Table, budget: float, folder: Path, task: str | None = None) -> dict:
+def run_table(
+    table: Table,
+    budget: float,
+    folder: Path,
+    task: str | None = None,
+    options: tuple[str, ...] = (),
+) -> dict:
+    """Tune on the table's 80% (``options``: more ``dnntune tune`` options), evaluate on 20%."""
     train, test, rows = _split(table, folder)
     run = folder / _name(table)
     tune = [
@@ -97,6 +104,7 @@ def run_table(table: Table, budget: float, folder: Path, task: str | None = None
         tune += ["--drop", ",".join(table.drop)]
     if task:
         tune += ["--task", task]
+    tune += list(options)
     proc, wall = _timed(tune)
     out = {"table": _name(table), "rows": rows, "wall_s": round(wall, 1)}
     out["over_s"] = round(wall - budget, 1)

@@ -19,6 +19,7 @@ tables, then one JSON line.
     python benchmarks/bench_test_rows.py                         # 180 s per table, all 25
     python benchmarks/bench_test_rows.py --budget 60 --tables credit_g,spam7
     python benchmarks/bench_test_rows.py --tables held-back      # the final check alone
+    python benchmarks/bench_test_rows.py --tune-option=--pruner=hyperband  # another default
 """
 
 from __future__ import annotations
@@ -157,8 +158,8 @@ def relative(ours: float, theirs: float, direction: str) -> float:
     return gain / abs(theirs)
 
 
-def one_table(table: Table, budget: float, folder: Path, task: str | None) -> dict:
-    out = run_table(table, budget, folder, task)  # tune on 80%, evaluate on 20%
+def one_table(table: Table, budget: float, folder: Path, options: tuple[str, ...] = ()) -> dict:
+    out = run_table(table, budget, folder, None, options)  # tune on 80%, evaluate on 20%
     out["held_back"] = out["table"] in HELD_BACK
     if "test" not in out:
         return out
@@ -216,6 +217,13 @@ def main(argv: list[str] | None = None) -> dict:
         "--tables", help="comma-separated names, 'held-back' or 'development' (default: all 25)"
     )
     parser.add_argument("--keep", type=Path, help="keep the run folders here")
+    parser.add_argument(
+        "--tune-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="another option of dnntune tune, to try a default: --tune-option=--pruner=hyperband",
+    )
     args = parser.parse_args(argv)
     wanted = args.tables
     if wanted in ("held-back", "development"):
@@ -233,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = []
     try:
         for table in tables:
-            results.append(one_table(table, args.budget, folder, None))
+            results.append(one_table(table, args.budget, folder, tuple(args.tune_option)))
             print(_row(results[-1]), flush=True)
     finally:
         if args.keep is None:
@@ -241,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     scored = [r for r in results if "test" in r]
     summary = {
         "budget_s": args.budget,
+        "tune_options": args.tune_option,
         "tables": results,
         "development": standing([r for r in scored if not r["held_back"]]),
         "held_back": standing([r for r in scored if r["held_back"]]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +59,29 @@ def test_tune_returns_study_params_value_and_trained_model(tmp_path: Path, credi
     assert manifest["data"]["rows"] == 1000 and len(manifest["data"]["sha256"]) == 64
 
 
-def test_a_budget_shorter_than_one_trial_still_delivers_a_model(
-    tmp_path: Path, credit_g: Path
+def slow_epochs(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Make every epoch take ``seconds`` more on the clock trials meet the deadline by: an
+    injected clock, so the tests below count epochs instead of timing them."""
+    from dnntune import objective
+
+    epochs = [0]
+    report = objective._EpochReport.__call__
+
+    def counted(self: objective._EpochReport, epoch: int, score: float) -> bool:
+        epochs[0] += 1
+        return report(self, epoch, score)
+
+    monkeypatch.setattr(objective._EpochReport, "__call__", counted)
+    monkeypatch.setattr(objective, "clock", lambda: time.monotonic() + seconds * epochs[0])
+
+
+def test_a_budget_shorter_than_one_epoch_per_fold_delivers_the_folds_it_finished(
+    tmp_path: Path, credit_g: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A trial of 10,000 epochs per fold in a 4 s budget: the deadline cuts it at the end of
-    an epoch (counted epochs, not a wall time, say so); it is recorded as cut, not pruned, its
-    finished fold is delivered, and a resumed study runs it again first."""
+    """Epochs of 1 s in a 4 s budget: not even one epoch per fold fits, so the first trial is
+    not sized; the deadline cuts it at the end of an epoch; it is recorded as cut, not pruned,
+    its finished fold is delivered, and a resumed study runs it again first."""
+    slow_epochs(monkeypatch, 1.0)
     slow = TINY_SPACE.replace("epochs: 4", "epochs: 10000")
     settings = {
         "data": str(credit_g),
@@ -78,9 +96,9 @@ def test_a_budget_shorter_than_one_trial_still_delivers_a_model(
     first = result.study.trials[0]
     assert first.state is optuna.trial.TrialState.FAIL
     assert first.user_attrs["stop_reason"] == "timeout" and first.user_attrs["folds_done"] == 1
-    assert 1 <= first.user_attrs["epochs_run"] < first.user_attrs["epochs_budget"]
+    assert 1 <= first.user_attrs["epochs_run"] <= 4 and "sized_epochs" not in first.user_attrs
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["trials"] == {"cut": 1, "waiting": 1}
+    assert summary["trials"] == {"cut": 1, "waiting": 1}  # no trial started after the deadline
     # No trial completed: dnntune's own error, naming the states, not Optuna's ValueError...
     with pytest.raises(NoModelError, match=r"no trial of study .* completed \(trials: 1 cut"):
         _ = result.best_value
@@ -93,6 +111,40 @@ def test_a_budget_shorter_than_one_trial_still_delivers_a_model(
     # Resumed, the cut trial runs first, with its parameters.
     again = dnntune.tune(**settings).study.trials
     assert again[1].params == first.params and again[1].user_attrs["retry_of"] == 0
+
+
+def test_a_budget_shorter_than_one_trial_delivers_a_whole_smaller_trial(
+    tmp_path: Path, credit_g: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epochs of 0.25 s: 5 folds of 40 epochs need 50 s, the budget is 20 s. After its first
+    epoch the first trial is sized to the epochs that fit the time left, and completes: a whole
+    model of 5 folds, said in a note, trained with the sized epochs."""
+    slow_epochs(monkeypatch, 0.25)
+    result = dnntune.tune(
+        data=str(credit_g),
+        target=("target",),
+        timeout=20.0,
+        patience=10000,
+        baseline=False,
+        ensemble=False,
+        space=str(write_space(tmp_path / "s.yaml", TINY_SPACE.replace("epochs: 4", "epochs: 40"))),
+        output_dir=str(tmp_path / "run"),
+    )
+    first = result.study.trials[0]
+    assert first.state is optuna.trial.TrialState.COMPLETE
+    sized = first.user_attrs["sized_epochs"]
+    assert 5 <= sized["epochs"] < 40 and sized["of"] == 40 and sized["seconds_per_epoch"] >= 0.25
+    assert first.user_attrs["epochs_budget"] == 5 * sized["epochs"]
+    assert len(first.user_attrs["fold_scores"]) == 5
+    assert max(first.user_attrs["best_epochs"]) <= sized["epochs"]
+    line = f"trial 0 trained at most {sized['epochs']} of 40 epochs per fold to finish within"
+    assert any(line in n for n in result.notes), result.notes
+    assert result.best_value == first.value
+    manifest = result.delivered.manifest if result.delivered is not None else None
+    assert manifest is not None and not manifest.cut_by_deadline and len(manifest.folds) == 5
+    assert manifest.members[0].params["epochs"] == sized["epochs"]
+    frame = pd.read_csv(credit_g, sep="\t").head(20)
+    assert dnntune.load(tmp_path / "run").predict(frame)["proba_1"].between(0, 1).all()
 
 
 @pytest.mark.slow

@@ -113,3 +113,34 @@ def test_auto_stop_waits_while_improvement_is_likely() -> None:
     # A steep objective measured with precise folds: keep going.
     study.optimize(_cv_objective(lambda x: 10.0 * x, 1e-4), n_trials=25, callbacks=[stop])
     assert stop.reason is None and len(study.trials) == 25
+
+
+def test_the_cli_says_a_cut_trial_was_cut_not_failed() -> None:
+    """Optuna logs a trial that raised as failed, with its traceback; the command line's filter
+    keeps one line that says the deadline cut it."""
+    import logging
+
+    from dnntune._logs import quiet_expected_failures
+    from dnntune.exceptions import TrialCut
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    quiet_expected_failures()
+    logger, keep = logging.getLogger("optuna.study._optimize"), Keep()
+    logger.addHandler(keep)
+    study = optuna.create_study()
+
+    def cut(trial: optuna.trial.Trial) -> float:
+        raise TrialCut("cut by the study's deadline after 1 of 5 folds")
+
+    try:
+        study.optimize(cut, n_trials=1, catch=(TrialCut,))
+    finally:
+        logger.removeHandler(keep)
+    lines = [r.getMessage() for r in records]
+    assert lines == ["Trial 0 cut by the study's deadline after 1 of 5 folds."], lines
+    assert all(r.exc_info is None for r in records)

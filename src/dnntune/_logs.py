@@ -4,6 +4,7 @@ their tracebacks; no lines from the ONNX exporter about packages dnntune does no
 from __future__ import annotations
 
 import logging
+import re
 
 from dnntune.exceptions import TrialCut, TrialOutOfMemory
 
@@ -24,11 +25,13 @@ class _NoExpectedTraceback(logging.Filter):
         # says nothing more about a trial that raised.
         if record.getMessage().endswith(" failed with value None."):
             return False
-        if record.exc_info and isinstance(
-            record.exc_info[1], KeyboardInterrupt | TrialOutOfMemory | TrialCut
-        ):
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, KeyboardInterrupt | TrialOutOfMemory | TrialCut):
             record.exc_info = None
             record.exc_text = None
+        number = re.match(r"Trial (\d+) failed", record.getMessage())
+        if isinstance(error, TrialCut) and number:  # not a failure: say what happened
+            record.msg, record.args = f"Trial {number[1]} {error}.", ()
         return True
 
 

@@ -47,6 +47,12 @@ __all__ = [
 ]
 
 
+def clock() -> float:
+    """The time (``time.monotonic()``) against which trials meet the study's deadline and the
+    first trial is sized: the one seam where a test makes epochs slow."""
+    return time.monotonic()
+
+
 def cv_step(fold: int, epoch: int, slot: int) -> int:
     """The pruning step of ``epoch`` (1-based) of fold ``fold`` (0-based)."""
     return fold * slot + epoch
@@ -65,6 +71,26 @@ def auto_batch_size(n_train: int) -> int:
 def fold_count(training: Training, dataset: Dataset) -> int:
     """The folds each trial trains: all of the dataset's, or the first ``max_folds``."""
     return min(training.max_folds or dataset.n_folds, dataset.n_folds)
+
+
+# The user attribute of a trial that ran fewer epochs per fold to fit the time limit.
+SIZED_ATTR = "sized_epochs"
+
+# The share of the time left that a sized first trial plans to use (the rest: delivery).
+SIZING_MARGIN = 0.85
+
+
+def min_sized_epochs(epochs: int) -> int:
+    """The fewest epochs per fold a sized trial trains (of ``epochs``): with fewer, the first
+    folds trained fully are the better model, and the deadline delivers those."""
+    return max(1, min(5, epochs // 2))
+
+
+def epochs_that_fit(left: float, per_epoch: float, per_fold: float, n_folds: int) -> int:
+    """The most epochs per fold with which ``n_folds`` folds fit in ``left`` seconds, given
+    the measured seconds per epoch and per fold's preparation (0: not even one epoch each)."""
+    usable = SIZING_MARGIN * left - n_folds * per_fold
+    return max(int(usable // (n_folds * max(per_epoch, 1e-9))), 0)
 
 
 def epoch_slot(space: SearchSpace) -> int:
@@ -207,6 +233,10 @@ class _TrialRun:
     # against time, bench_search's time to a target).
     timeline: list[list[float]] = field(default_factory=list)
     cut: bool = False  # the study's deadline ended it
+    # The first trial within a time limit is sized after its first epoch (``epochs_that_fit``).
+    sizing: bool = False
+    resize_to: int | None = None
+    seconds_per_epoch: float = 0.0  # measured by the sizing epoch
 
     def record(self, reason: str | None = None, **attrs: Any) -> None:
         """Store the trial's progress in the study (before it ends, for whatever reason)."""
@@ -229,6 +259,9 @@ class Objective:
     the end of an epoch, its best epoch kept: the trial is cut (:class:`TrialCut`), its
     parameters queued to run first when the study resumes, and, while no trial has
     completed, ``on_partial`` hears of the folds it finished (the best partial result).
+    While no trial has completed, a trial within a time limit is sized after its first epoch:
+    when its folds cannot all finish in the time left, it runs them with the epochs that fit
+    (``sized``; its first fold restarts), so a whole smaller trial completes.
     """
 
     def __init__(
@@ -260,6 +293,7 @@ class Objective:
         self.on_trial = on_trial
         self.on_partial = on_partial
         self.epoch_slot = epoch_slot(space)
+        self.sized: dict[int, dict[str, float]] = {}  # trials sized to the time limit, here
 
     @property
     def max_steps(self) -> int:
@@ -294,14 +328,21 @@ class Objective:
 
     def _run(self, trial: optuna.trial.Trial) -> float:
         run = _TrialRun(trial, suggest(trial, self.space))
+        # Within a time limit, while no trial has completed, the first one is sized to fit.
+        run.sizing = self.deadline is not None and self.best_value is None
         trial.set_user_attr("epochs_budget", self.n_folds * int(run.params["epochs"]))
-        for k in range(self.n_folds):
+        k = 0
+        while k < self.n_folds:
             raise_if_interrupted()
             run.cut = run.cut or self.past_deadline()
             if run.cut:
                 break
             self._fit_fold(run, k)
             trial.set_user_attr("report_seconds", run.timeline)
+            if run.resize_to is None:
+                k += 1
+            else:  # fold 0 again, with the epochs that fit (its first epoch measured them)
+                self._resize(run)
         if run.cut:
             self._cut(run)
         value = float(np.mean(run.scores))
@@ -320,7 +361,20 @@ class Objective:
                 self.on_new_best(models)
         return value
 
+    def _resize(self, run: _TrialRun) -> None:
+        """Give the trial the epochs that fit the time left, its measuring epoch discarded."""
+        epochs, full = run.resize_to, int(run.params["epochs"])
+        assert epochs is not None
+        run.params["epochs"], run.resize_to = epochs, None
+        for done in (run.scores, run.best_epochs, run.states, run.oof, run.folds):
+            done.clear()
+        sized = {"epochs": epochs, "of": full, "seconds_per_epoch": round(run.seconds_per_epoch, 3)}
+        run.trial.set_user_attr(SIZED_ATTR, sized)
+        run.trial.set_user_attr("epochs_budget", self.n_folds * epochs)
+        self.sized[run.trial.number] = sized
+
     def _fit_fold(self, run: _TrialRun, k: int) -> None:
+        started = clock()
         fold = self.folds[k]
         params = run.params
         params["batch_size"] = params["batch_size"] or auto_batch_size(fold.tensors.n_train)
@@ -332,7 +386,7 @@ class Objective:
             metric=self.metric,
             patience=self.patience,
             seed=seed,
-            on_epoch=_EpochReport(self, run, k),
+            on_epoch=_EpochReport(self, run, k, prepared_in=clock() - started),
         )
         run.scores.append(result.best_score)
         run.best_epochs.append(result.best_epoch)
@@ -341,7 +395,12 @@ class Objective:
         run.folds.append(PreparedFold(k, fold.preprocessor, fold.tensors.without_inputs()))
 
     def past_deadline(self) -> bool:
-        return self.deadline is not None and time.monotonic() >= self.deadline
+        return self.deadline is not None and clock() >= self.deadline
+
+    def stop_at_deadline(self, study: optuna.Study, _: optuna.trial.FrozenTrial) -> None:
+        """A study callback: no trial starts after the deadline."""
+        if self.past_deadline():
+            study.stop()
 
     def _cut(self, run: _TrialRun) -> None:
         """End a trial the deadline cut: record it, offer its finished folds as the best
@@ -376,17 +435,25 @@ class Objective:
 class _EpochReport:
     """After each epoch of fold ``k``: report the running CV estimate, prune, mind the time."""
 
-    def __init__(self, objective: Objective, run: _TrialRun, k: int) -> None:
+    def __init__(
+        self, objective: Objective, run: _TrialRun, k: int, *, prepared_in: float = 0.0
+    ) -> None:
         self.objective = objective
         self.run = run
         self.k = k
         self.finished = list(run.scores)
         self.best = math.nan  # the fold's best score so far
+        self.prepared_in = prepared_in  # seconds to prepare the fold's rows
+        self.started = clock()
 
     def __call__(self, epoch: int, score: float) -> bool:
         raise_if_interrupted()
         run, objective = self.run, self.objective
         run.epochs_run += 1
+        if run.sizing:
+            run.sizing = False
+            if self._size(epoch):
+                return True  # the fold ends before it reports: it runs again, sized
         if math.isnan(self.best) or (
             math.isfinite(score) and objective.metric.better(score, self.best)
         ):
@@ -401,3 +468,18 @@ class _EpochReport:
         # At the deadline the fold ends as early stopping ends it, its best epoch kept.
         run.cut = objective.past_deadline()
         return run.cut
+
+    def _size(self, epoch: int) -> bool:
+        """After the first trial's first epoch: whether its folds need fewer epochs to fit the
+        time left (then ``run.resize_to``). When not even one epoch per fold fits, the trial
+        goes on unchanged and the deadline delivers the folds it finishes."""
+        objective, run = self.objective, self.run
+        assert objective.deadline is not None
+        now = clock()
+        per_epoch = (now - self.started) / epoch
+        # Fold 0's rows stay prepared: its preparation is not spent again.
+        left = objective.deadline - now + self.prepared_in
+        fits = epochs_that_fit(left, per_epoch, self.prepared_in, objective.n_folds)
+        if min_sized_epochs(int(run.params["epochs"])) <= fits < int(run.params["epochs"]):
+            run.resize_to, run.seconds_per_epoch = fits, per_epoch
+        return run.resize_to is not None

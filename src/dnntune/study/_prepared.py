@@ -98,11 +98,18 @@ class PreparedRun:
     def check_delivered(self) -> None:
         """Within a time limit, a model is delivered whenever a first epoch could train: a
         completed trial's, or the folds the deadline let a first trial finish (said in a
-        note). When the limit ran out before any epoch finished, one line says so."""
+        note). When the limit ran out before any epoch finished, one line says so. A first
+        trial sized to fit the limit is said in a note."""
+        timeout = self.config.search.timeout
+        for number, sized in self.objective.sized.items():
+            self.note(
+                f"trial {number} trained at most {sized['epochs']:g} of {sized['of']:g} epochs "
+                f"per fold to finish within {setting_name('timeout')} {timeout:g} s (an epoch "
+                f"took {sized['seconds_per_epoch']:.2f} s); a longer limit trains it fully"
+            )
         if self.deadline is None or _best_value(self.study) is not None:
             return
         manifest = self.config.run_dir / "model" / "manifest.json"
-        timeout = self.config.search.timeout
         if manifest.is_file():
             saved = read_manifest(manifest.parent)
             if saved.cut_by_deadline:

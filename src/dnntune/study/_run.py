@@ -125,7 +125,11 @@ def prepare_run(
         sampler_note=choice.note,
         started=started,
         deadline=deadline,
-        callbacks=[*_auto_stop(config, objective, notes), *([tracker] if tracker else [])],
+        callbacks=[
+            objective.stop_at_deadline,
+            *_auto_stop(config, objective, notes),
+            *([tracker] if tracker else []),
+        ],
         tracker=tracker,
     )
 
