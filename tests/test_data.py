@@ -273,6 +273,28 @@ def test_numeric_bins_come_from_training_quantiles() -> None:
     np.testing.assert_array_equal(again.transform(valid), out)
 
 
+def test_robust_scaling_centres_on_the_median_and_clips_smoothly() -> None:
+    """Robust scaling: minus the median, over the interquartile range / 1.349, then
+    x / sqrt(1 + (x/3)^2): an outlier moves neither the centre nor the scale, and no input
+    leaves (-3, 3); the embeddings' bins see the same values; the state round-trips."""
+    values = np.r_[np.linspace(0.5, 9.5, 99) ** 2, 1e6]  # skewed, and one huge outlier
+    train = pd.DataFrame({"x": values})
+    settings = Preprocessing(numeric_bins=0, numeric_scaling="robust")
+    pre = Preprocessor(plan_columns(train), settings).fit(train)
+    st = pre.numeric_["x"]
+    q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75])
+    assert st["mean"] == median and st["scale"] == pytest.approx((q75 - q25) / 1.349)
+    out = pre.transform(pd.DataFrame({"x": [median, 1e6, -1e9, q75]}))[:, 0]
+    z = (q75 - median) / st["scale"]
+    assert out[0] == 0.0 and out[3] == pytest.approx(z / np.sqrt(1 + (z / 3) ** 2), rel=1e-6)
+    assert 2.99 < out[1] <= 3.0 and -3.0 <= out[2] < -2.99  # (float32 rounds to 3)
+    assert max(pre.embedding_bins_["x"]) <= 3.0  # bins of the clipped values
+    standard = Preprocessor(plan_columns(train), Preprocessing(numeric_bins=0)).fit(train)
+    assert standard.transform(pd.DataFrame({"x": [1e6]}))[0, 0] > 9  # unclipped
+    again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    np.testing.assert_array_equal(again.transform(train), pre.transform(train))
+
+
 def test_rare_levels_are_folded() -> None:
     frame = pd.DataFrame({"c": ["a"] * 50 + ["b"] * 50 + ["rare"] * 2})
     pre = Preprocessor(plan_columns(frame), min_frequency=5).fit(frame)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from dnntune.config import SETTINGS, MetricName, PrunerName, SamplerName, Task, TuneConfig
+from dnntune.config import (
+    SETTINGS,
+    MetricName,
+    NumericScaling,
+    PrunerName,
+    SamplerName,
+    Task,
+    TuneConfig,
+)
 from dnntune.parallel import tune_config
 from dnntune.study import TuneResult
 
@@ -24,6 +32,7 @@ def tune(
     fold_seed: int | None = None,
     group_duplicates: bool = False,
     numeric_bins: int = 32,
+    numeric_scaling: NumericScaling | str = "standard",
     copy_encoding: bool = False,
     metric: MetricName | str | None = None,
     max_folds: int | None = None,

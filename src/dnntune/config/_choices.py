@@ -70,6 +70,11 @@ class EmbeddingName(StrEnum):
     PIECEWISE_LINEAR = "piecewise_linear"
 
 
+class NumericScaling(StrEnum):
+    STANDARD = "standard"
+    ROBUST = "robust"
+
+
 class SamplerName(StrEnum):
     GRID = "grid"
     RANDOM = "random"

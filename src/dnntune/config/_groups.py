@@ -17,6 +17,7 @@ from dnntune._names import setting_name
 from dnntune._redact import redact
 from dnntune.config._choices import (
     MetricName,
+    NumericScaling,
     PrunerName,
     SamplerName,
     Task,
@@ -153,6 +154,14 @@ class Preprocessing(Group):
         "Quantile bins encoded beside each numeric column (at most one per 500 training "
         "rows); 0 turns them off.",
         check=_bins,
+        identity=True,
+    )
+    numeric_scaling: NumericScaling = setting(
+        NumericScaling.STANDARD,
+        f"How numeric columns are scaled: {_choices(NumericScaling)}; standard: minus the "
+        "mean, over the standard deviation; robust: minus the median, over the interquartile "
+        "range / 1.349, then smoothly clipped to (-3, 3) (x / sqrt(1 + (x/3)^2)), as RealMLP "
+        "does.",
         identity=True,
     )
     copy_encoding: bool = setting(

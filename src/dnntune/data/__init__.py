@@ -21,6 +21,7 @@ from dnntune.data._prepare import (
 from dnntune.data._preprocess import (
     MISSING,
     OTHER,
+    SMOOTH_CLIP,
     ColumnPlan,
     InputLayout,
     Preprocessor,
@@ -38,6 +39,7 @@ __all__ = [
     "FOLD_CACHE_SHARE",
     "MISSING",
     "OTHER",
+    "SMOOTH_CLIP",
     "Builtin",
     "ColumnPlan",
     "Dataset",

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dnntune.config import Preprocessing, Task
+from dnntune.config import NumericScaling, Preprocessing, Task
 from dnntune.data._copies import CopyEncoder
 from dnntune.data._state import check_state
 from dnntune.exceptions import DataError
@@ -42,6 +42,7 @@ MAX_ONEHOT_INT_LEVELS = 10  # integer columns with at most this many values are 
 ID_UNIQUE_FRACTION = 0.5  # a string column with more distinct values than this share is an ID
 MOSTLY_NUMBERS_SLACK = 0.05  # a text column with at most this share of non-numbers is noted
 EMBEDDING_BINS = 48  # quantile bins per numeric column for piecewise-linear embeddings
+SMOOTH_CLIP = 3.0  # robust scaling's bound: x / sqrt(1 + (x / 3)^2) stays within (-3, 3)
 BIN_ROWS = 200_000  # at most this many training rows (a fixed sample) give those quantiles
 
 
@@ -323,11 +324,11 @@ class Preprocessor:
             missing = np.isnan(arr)
             median = float(np.median(arr[~missing])) if (~missing).any() else 0.0
             filled = np.where(missing, median, arr)
-            std = float(filled.std())
+            center, scale = self._center_scale(filled)
             self.numeric_[name] = {
                 "median": median,
-                "mean": float(filled.mean()),
-                "scale": std if std > 1e-12 else 1.0,
+                "mean": center,
+                "scale": scale if scale > 1e-12 else 1.0,
                 "indicator": bool(missing.any()),
             }
             if n_bins > 1 and (~missing).any():
@@ -349,6 +350,24 @@ class Preprocessor:
         self.copies_ = None
         self.feature_names_ = self._feature_names()
         return self
+
+    def _center_scale(self, filled: np.ndarray) -> tuple[float, float]:
+        """What a numeric column's training values are centred on and divided by: mean and
+        standard deviation, or (robust) median and interquartile range / 1.349 (the standard
+        deviation of a normal column; the standard deviation where the quartiles meet)."""
+        if self.settings.numeric_scaling is NumericScaling.STANDARD:
+            return float(filled.mean()), float(filled.std())
+        q25, median, q75 = np.quantile(filled, [0.25, 0.5, 0.75])
+        iqr = float(q75 - q25) / 1.349
+        return float(median), iqr if iqr > 1e-12 else float(filled.std())
+
+    def scaled(self, filled: np.ndarray, st: dict[str, float | bool]) -> np.ndarray:
+        """A numeric column's network input: centred and scaled, and, with robust scaling,
+        smoothly clipped to (-3, 3)."""
+        x = (filled - st["mean"]) / st["scale"]
+        if self.settings.numeric_scaling is NumericScaling.ROBUST:
+            x = x / np.sqrt(1.0 + (x / SMOOTH_CLIP) ** 2)
+        return x
 
     def fit_transform(
         self, frame: pd.DataFrame, target: np.ndarray, task: Task, n_classes: int = 2
@@ -379,7 +398,7 @@ class Preprocessor:
         out = {}
         for name, st in self.numeric_.items():
             arr = self._raw_numeric(frame, name)[rows]
-            values = (np.where(np.isnan(arr), st["median"], arr) - st["mean"]) / st["scale"]
+            values = self.scaled(np.where(np.isnan(arr), st["median"], arr), st)
             edges = np.unique(np.quantile(values, levels).astype(np.float32))
             if len(edges) == 2:
                 edges = np.unique(np.r_[edges, edges.mean(dtype=np.float32)])
@@ -447,7 +466,7 @@ class Preprocessor:
             arr = self._raw_numeric(frame, name)
             missing = np.isnan(arr)
             filled = np.where(missing, st["median"], arr)
-            out[:, j] = (filled - st["mean"]) / st["scale"]
+            out[:, j] = self.scaled(filled, st)
             j += 1
             if st["indicator"]:
                 out[:, j] = missing

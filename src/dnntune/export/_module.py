@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from dnntune.artifacts import LoadedModel
-from dnntune.config import Task
-from dnntune.data import MISSING, Preprocessor
+from dnntune.config import NumericScaling, Task
+from dnntune.data import MISSING, SMOOTH_CLIP, Preprocessor
 
 __all__ = ["Columns", "WholeModel", "columns_of"]
 
@@ -71,6 +71,7 @@ class _Inputs(nn.Module):
         self.position = {name: i for i, name in enumerate(columns.names)}
         self.categorical = list(pre.categories_)
         self.indicator = [bool(pre.numeric_[n]["indicator"]) for n in self.numeric]
+        self.robust = pre.settings.numeric_scaling is NumericScaling.ROBUST
         stats = [[float(pre.numeric_[n][k]) for n in self.numeric] for k in ("median", "mean")]
         scale = [float(pre.numeric_[n]["scale"]) for n in self.numeric]
         self.register_buffer("median", torch.tensor(stats[0], dtype=torch.float64))
@@ -98,7 +99,10 @@ class _Inputs(nn.Module):
             x = raw[self.position[name]]
             missing = torch.isnan(x)
             filled = torch.where(missing, self.median[j], x)
-            parts.append((filled - self.mean[j]) / self.scale[j])
+            scaled = (filled - self.mean[j]) / self.scale[j]
+            if self.robust:  # smoothly clipped, as Preprocessor.scaled does
+                scaled = scaled / torch.sqrt(1.0 + (scaled / SMOOTH_CLIP) ** 2)
+            parts.append(scaled)
             if self.indicator[j]:
                 parts.append(missing.to(torch.float64))
             if name in self.binned:
