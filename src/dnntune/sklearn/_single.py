@@ -61,6 +61,7 @@ class DNNEstimator(Estimator):
         n_frequencies: int = 48,
         frequency_scale: float = 0.01,
         numeric_bins: int = 32,
+        numeric_scaling: str = "standard",
         categorical: Any = None,
         patience: int = 5,
         validation_fraction: float = 0.1,
@@ -85,6 +86,7 @@ class DNNEstimator(Estimator):
         self.n_frequencies = n_frequencies
         self.frequency_scale = frequency_scale
         self.numeric_bins = numeric_bins
+        self.numeric_scaling = numeric_scaling
         self.categorical = categorical
         self.patience = patience
         self.validation_fraction = validation_fraction
@@ -101,7 +103,10 @@ class DNNEstimator(Estimator):
         device = resolve_device(self.device)
         try:
             prepared = prepare_fold(
-                dataset, 0, device, Preprocessing(numeric_bins=self.numeric_bins)
+                dataset,
+                0,
+                device,
+                Preprocessing(numeric_bins=self.numeric_bins, numeric_scaling=self.numeric_scaling),
             )
         except DnntuneError as exc:
             raise ValueError(str(exc)) from None

@@ -52,6 +52,7 @@ class TunedEstimator(Estimator):
         metric: str | None = None,
         patience: int = 5,
         numeric_bins: int = 32,
+        numeric_scaling: str = "standard",
         categorical: Any = None,
         copy_encoding: bool = False,
         group_duplicates: bool = False,
@@ -76,6 +77,7 @@ class TunedEstimator(Estimator):
         self.metric = metric
         self.patience = patience
         self.numeric_bins = numeric_bins
+        self.numeric_scaling = numeric_scaling
         self.categorical = categorical
         self.copy_encoding = copy_encoding
         self.group_duplicates = group_duplicates
@@ -177,6 +179,7 @@ _STUDY_SETTINGS = (
     "metric",
     "patience",
     "numeric_bins",
+    "numeric_scaling",
     "copy_encoding",
     "group_duplicates",
     "grid_points",
