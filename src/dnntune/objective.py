@@ -471,8 +471,8 @@ class _EpochReport:
 
     def _size(self, epoch: int) -> bool:
         """After the first trial's first epoch: whether its folds need fewer epochs to fit the
-        time left (then ``run.resize_to``). When not even one epoch per fold fits, the trial
-        goes on unchanged and the deadline delivers the folds it finishes."""
+        time left (then ``run.resize_to``). When fewer than :func:`min_sized_epochs` per fold
+        fit, the trial goes on unchanged and the deadline delivers the folds it finishes."""
         objective, run = self.objective, self.run
         assert objective.deadline is not None
         now = clock()
