@@ -68,6 +68,7 @@ def test_the_keywords_are_the_default_configuration() -> None:
         params = kind().get_params()
         assert {k: params[k] for k in defaults} == defaults
         assert params["numeric_bins"] == Preprocessing().numeric_bins
+        assert params["numeric_scaling"] == Preprocessing().numeric_scaling
         assert params["patience"] == Training().patience
 
 
@@ -272,3 +273,16 @@ def test_a_target_far_from_unit_scale_is_learned_in_its_own_units(scale: float) 
     base = DNNRegressor(**FAST, random_state=0).fit(X, y).predict(X)
     scaled = DNNRegressor(**FAST, random_state=0).fit(X, y * scale).predict(X)
     np.testing.assert_allclose(scaled / scale, base, rtol=1e-3, atol=1e-3)
+
+
+def test_robust_scaling_is_a_keyword_and_a_wrong_one_is_a_value_error() -> None:
+    """``numeric_scaling="robust"`` keeps an outlier's input bounded, so its prediction stays
+    near the training targets; a name that is not a scaling is scikit-learn's ValueError."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X[:, 0] + 0.1 * rng.normal(size=200)
+    robust = DNNRegressor(**FAST, numeric_scaling="robust", random_state=0).fit(X, y)
+    far = np.array([[1e6, 0.0, 0.0]])
+    assert abs(robust.predict(far)[0]) < 10 * np.abs(y).max()
+    with pytest.raises(ValueError, match=r"numeric_scaling.*standard, robust"):
+        DNNRegressor(**FAST, numeric_scaling="minmax").fit(X, y)

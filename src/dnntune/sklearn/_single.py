@@ -14,7 +14,7 @@ import torch
 from sklearn.base import ClassifierMixin, RegressorMixin
 
 from dnntune.artifacts import FoldNetwork, LoadedModel, member, run_record
-from dnntune.config import MetricName, Preprocessing, Task
+from dnntune.config import MetricName, NumericScaling, Preprocessing, Task, parse_choice
 from dnntune.data import Dataset, Target, prepare_fold
 from dnntune.engine import METRICS, resolve_device
 from dnntune.exceptions import DnntuneError
@@ -106,7 +106,12 @@ class DNNEstimator(Estimator):
                 dataset,
                 0,
                 device,
-                Preprocessing(numeric_bins=self.numeric_bins, numeric_scaling=self.numeric_scaling),
+                Preprocessing(
+                    numeric_bins=self.numeric_bins,
+                    numeric_scaling=parse_choice(
+                        NumericScaling, self.numeric_scaling, "numeric_scaling"
+                    ),
+                ),
             )
         except DnntuneError as exc:
             raise ValueError(str(exc)) from None
