@@ -23,13 +23,15 @@ class _NoExpectedTraceback(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         # Optuna follows each failure's line with "Trial N failed with value None.", which
         # says nothing more about a trial that raised.
-        if record.getMessage().endswith(" failed with value None."):
+        message = record.getMessage()
+        if message.endswith(" failed with value None."):
             return False
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, KeyboardInterrupt | TrialOutOfMemory | TrialCut):
-            record.exc_info = None
-            record.exc_text = None
-        number = re.match(r"Trial (\d+) failed", record.getMessage())
+        if not isinstance(error, KeyboardInterrupt | TrialOutOfMemory | TrialCut):
+            return True
+        record.exc_info = None
+        record.exc_text = None
+        number = re.match(r"Trial (\d+) failed", message)
         if isinstance(error, TrialCut) and number:  # not a failure: say what happened
             record.msg, record.args = f"Trial {number[1]} {error}.", ()
         return True

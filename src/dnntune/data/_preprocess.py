@@ -353,8 +353,9 @@ class Preprocessor:
 
     def _center_scale(self, filled: np.ndarray) -> tuple[float, float]:
         """What a numeric column's training values are centred on and divided by: mean and
-        standard deviation, or (robust) median and interquartile range / 1.349 (the standard
-        deviation of a normal column; the standard deviation where the quartiles meet)."""
+        standard deviation, or (robust) median and interquartile range / 1.349, which is the
+        standard deviation of a normal column (the standard deviation where the quartiles
+        meet)."""
         if self.settings.numeric_scaling is NumericScaling.STANDARD:
             return float(filled.mean()), float(filled.std())
         q25, median, q75 = np.quantile(filled, [0.25, 0.5, 0.75])
