@@ -376,3 +376,32 @@ def test_two_workers_on_a_redis_journal(tmp_path: Path, credit_g: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     _assert_exact(_study(url, name), 10)
+
+
+@pytest.mark.slow
+def test_workers_first_trials_sized_to_the_time_limit_are_said(
+    tmp_path: Path, credit_g: Path
+) -> None:
+    """10,000 epochs per fold cannot fit 20 s: each worker sizes the first trial it runs (no
+    trial has completed yet) and the coordinator's notes name every sized trial of the run."""
+    slow = TINY_SPACE.replace("epochs: 4", "epochs: 10000\nbatch_size: 16")
+    space = write_space(tmp_path / "s.yaml", slow)
+    extra = ["--jobs", "2", "--timeout", "20", "--patience", "10000", "--no-baseline"]
+    proc = subprocess.run(
+        _tune_cmd(credit_g, space, *extra, "--output-dir", "run"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    study = _study(default_parallel_storage(tmp_path / "run"), "credit_g-target")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    sized = [t for t in complete if "sized_epochs" in t.user_attrs]
+    assert sized, [t.user_attrs for t in study.trials]
+    for t in sized:
+        epochs = t.user_attrs["sized_epochs"]["epochs"]
+        line = f"trial {t.number} trained at most {epochs} of 10000 epochs per fold"
+        assert line in proc.stderr, proc.stderr
+    assert (tmp_path / "run" / "model" / "manifest.json").is_file()

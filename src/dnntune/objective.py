@@ -77,7 +77,12 @@ def fold_count(training: Training, dataset: Dataset) -> int:
 SIZED_ATTR = "sized_epochs"
 
 # The share of the time left that a sized first trial plans to use (the rest: delivery).
-SIZING_MARGIN = 0.85
+SIZING_MARGIN = 0.8
+
+
+# The least time over which a sized trial's epochs are timed (after its first, which pays
+# one-time costs): one short epoch's time is noise.
+SIZING_WINDOW = 0.5
 
 
 def min_sized_epochs(epochs: int) -> int:
@@ -233,7 +238,7 @@ class _TrialRun:
     # against time, bench_search's time to a target).
     timeline: list[list[float]] = field(default_factory=list)
     cut: bool = False  # the study's deadline ended it
-    # The first trial within a time limit is sized after its first epoch (``epochs_that_fit``).
+    # The first trial within a time limit is sized after its second epoch (``epochs_that_fit``).
     sizing: bool = False
     resize_to: int | None = None
     seconds_per_epoch: float = 0.0  # measured by the sizing epoch
@@ -259,9 +264,9 @@ class Objective:
     the end of an epoch, its best epoch kept: the trial is cut (:class:`TrialCut`), its
     parameters queued to run first when the study resumes, and, while no trial has
     completed, ``on_partial`` hears of the folds it finished (the best partial result).
-    While no trial has completed, a trial within a time limit is sized after its first epoch:
+    While no trial has completed, a trial within a time limit is sized after its second epoch:
     when its folds cannot all finish in the time left, it runs them with the epochs that fit
-    (``sized``; its first fold restarts), so a whole smaller trial completes.
+    (user attribute ``sized_epochs``; its first fold restarts), so a whole smaller trial completes.
     """
 
     def __init__(
@@ -293,7 +298,6 @@ class Objective:
         self.on_trial = on_trial
         self.on_partial = on_partial
         self.epoch_slot = epoch_slot(space)
-        self.sized: dict[int, dict[str, float]] = {}  # trials sized to the time limit, here
 
     @property
     def max_steps(self) -> int:
@@ -341,8 +345,9 @@ class Objective:
             trial.set_user_attr("report_seconds", run.timeline)
             if run.resize_to is None:
                 k += 1
-            else:  # fold 0 again, with the epochs that fit (its first epoch measured them)
+            else:  # fold 0 again, with the epochs that fit (its timed epochs measured them)
                 self._resize(run)
+                k = 0
         if run.cut:
             self._cut(run)
         value = float(np.mean(run.scores))
@@ -371,7 +376,6 @@ class Objective:
         sized = {"epochs": epochs, "of": full, "seconds_per_epoch": round(run.seconds_per_epoch, 3)}
         run.trial.set_user_attr(SIZED_ATTR, sized)
         run.trial.set_user_attr("epochs_budget", self.n_folds * epochs)
-        self.sized[run.trial.number] = sized
 
     def _fit_fold(self, run: _TrialRun, k: int) -> None:
         started = clock()
@@ -388,6 +392,7 @@ class Objective:
             seed=seed,
             on_epoch=_EpochReport(self, run, k, prepared_in=clock() - started),
         )
+        run.sizing = False  # a fold that ended while its epochs were timed: not sized
         run.scores.append(result.best_score)
         run.best_epochs.append(result.best_epoch)
         run.states.append({n: t.detach().cpu() for n, t in result.state_dict.items()})
@@ -444,21 +449,29 @@ class _EpochReport:
         self.finished = list(run.scores)
         self.best = math.nan  # the fold's best score so far
         self.prepared_in = prepared_in  # seconds to prepare the fold's rows
-        self.started = clock()
+        self.first_epoch_end = 0.0  # when the first epoch ended (a sized trial's timing)
 
     def __call__(self, epoch: int, score: float) -> bool:
         raise_if_interrupted()
         run, objective = self.run, self.objective
         run.epochs_run += 1
-        if run.sizing:
+        if run.sizing and epoch > 1 and clock() - self.first_epoch_end >= SIZING_WINDOW:
             run.sizing = False
-            if self._size(epoch):
+            if self._size(epoch - 1):
                 return True  # the fold ends before it reports: it runs again, sized
         if math.isnan(self.best) or (
             math.isfinite(score) and objective.metric.better(score, self.best)
         ):
             self.best = score
-        if math.isfinite(self.best):
+        if run.sizing and epoch == 1:
+            # The first epoch in a process pays one-time costs (the optimizer's first
+            # construction imports parts of torch, a second or more): the epochs after it are
+            # timed, and nothing is reported until the fold knows whether it restarts.
+            self.first_epoch_end = clock()
+            run.sizing = int(run.params["epochs"]) > 1
+        elif run.sizing and epoch >= int(run.params["epochs"]):
+            run.sizing = False  # the fold trained all its epochs while they were timed
+        if not run.sizing and math.isfinite(self.best):
             step = cv_step(self.k, epoch, objective.epoch_slot)
             run.trial.report(running_estimate(self.finished, self.best), step)
             run.timeline.append([step, round(time.monotonic() - run.started, 3)])
@@ -469,14 +482,15 @@ class _EpochReport:
         run.cut = objective.past_deadline()
         return run.cut
 
-    def _size(self, epoch: int) -> bool:
-        """After the first trial's first epoch: whether its folds need fewer epochs to fit the
-        time left (then ``run.resize_to``). When fewer than :func:`min_sized_epochs` per fold
-        fit, the trial goes on unchanged and the deadline delivers the folds it finishes."""
+    def _size(self, timed: int) -> bool:
+        """After the first trial's ``timed`` epochs after its first (``SIZING_WINDOW``): whether
+        its folds need fewer epochs to fit the time left (then ``run.resize_to``). When fewer
+        than :func:`min_sized_epochs` per fold fit, the trial goes on unchanged and the deadline
+        delivers the folds it finishes."""
         objective, run = self.objective, self.run
         assert objective.deadline is not None
         now = clock()
-        per_epoch = (now - self.started) / epoch
+        per_epoch = (now - self.first_epoch_end) / timed
         # Fold 0's rows stay prepared: its preparation is not spent again.
         left = objective.deadline - now + self.prepared_in
         fits = epochs_that_fit(left, per_epoch, self.prepared_in, objective.n_folds)

@@ -29,7 +29,7 @@ from dnntune.exceptions import (
     DataError,
     NoModelError,
 )
-from dnntune.objective import Objective
+from dnntune.objective import SIZED_ATTR, Objective
 from dnntune.space import SearchSpace
 from dnntune.study._result import Notes, TuneResult
 from dnntune.tracking import Tracker
@@ -64,6 +64,7 @@ class PreparedRun:
     ensemble: Selection | None = None
     scores: RunScores | None = None
     finished_setup: float = 0.0  # when the first trial could start (time.monotonic())
+    first_trial: int = 0  # the number of this run's first trial (earlier ones: earlier runs)
 
     @property
     def finished(self) -> list[optuna.trial.FrozenTrial]:
@@ -99,9 +100,9 @@ class PreparedRun:
         """Within a time limit, a model is delivered whenever a first epoch could train: a
         completed trial's, or the folds the deadline let a first trial finish (said in a
         note). When the limit ran out before any epoch finished, one line says so. A first
-        trial sized to fit the limit is said in a note."""
+        trial sized to fit the limit is said in a note, whichever process (``--jobs``) ran it."""
         timeout = self.config.search.timeout
-        for number, sized in self.objective.sized.items():
+        for number, sized in self._sized_trials():
             self.note(
                 f"trial {number} trained at most {sized['epochs']:g} of {sized['of']:g} epochs "
                 f"per fold to finish within {setting_name('timeout')} {timeout:g} s (an epoch "
@@ -129,6 +130,15 @@ class PreparedRun:
             f"(reading and preparing the data and the baseline took {spent:.1f} s); a first "
             f"epoch needs more: raise {setting_name('timeout')}"
         )
+
+    def _sized_trials(self) -> list[tuple[int, dict[str, float]]]:
+        """This run's completed trials that were sized to the time limit, with their sizing."""
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return [
+            (t.number, t.user_attrs[SIZED_ATTR])
+            for t in complete
+            if t.number >= self.first_trial and SIZED_ATTR in t.user_attrs
+        ]
 
     def _trial_time(self) -> str:
         """How long one full trial of the cut one would take, from its epochs' times."""

@@ -131,6 +131,7 @@ def prepare_run(
             *([tracker] if tracker else []),
         ],
         tracker=tracker,
+        first_trial=len(study.get_trials(deepcopy=False)),
     )
 
 
