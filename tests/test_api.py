@@ -593,7 +593,8 @@ def test_a_new_study_starts_with_the_space_starts_in_order(tmp_path: Path, credi
 
 def test_a_budget_spent_before_a_first_epoch_is_one_line(tmp_path: Path, credit_g: Path) -> None:
     """A millisecond is spent reading the table: no epoch can run, and the error says what the
-    time went to (the deadline counts from the call)."""
+    time went to (the deadline counts from the call) and, from a probe of two epochs, how long
+    one trial of the space's 4 epochs on 5 folds needs."""
     with pytest.raises(NoModelError, match=r"timeout 0.001 s ran out before a first epoch") as e:
         dnntune.tune(
             data=str(credit_g),
@@ -602,4 +603,9 @@ def test_a_budget_spent_before_a_first_epoch_is_one_line(tmp_path: Path, credit_
             space=str(write_space(tmp_path / "s.yaml")),
             output_dir=str(tmp_path / "run"),
         )
-    assert "raise timeout" in str(e.value) and "\n" not in str(e.value)
+    line = str(e.value)
+    needs = re.search(r"one trial needs about (\d+) s here \(5 folds of 4 epochs of about", line)
+    assert needs is not None, line
+    total = re.search(r"raise timeout to (\d+) s or more$", line)
+    assert total is not None and int(total.group(1)) >= int(needs.group(1)), line
+    assert "\n" not in line

@@ -241,7 +241,8 @@ class _TrialRun:
     # The first trial within a time limit is sized after its second epoch (``epochs_that_fit``).
     sizing: bool = False
     resize_to: int | None = None
-    seconds_per_epoch: float = 0.0  # measured by the sizing epoch
+    seconds_per_epoch: float = 0.0  # measured by the sizing epochs
+    reported: int = 0  # the last step reported to Optuna
 
     def record(self, reason: str | None = None, **attrs: Any) -> None:
         """Store the trial's progress in the study (before it ends, for whatever reason)."""
@@ -466,13 +467,15 @@ class _EpochReport:
         if run.sizing and epoch == 1:
             # The first epoch in a process pays one-time costs (the optimizer's first
             # construction imports parts of torch, a second or more): the epochs after it are
-            # timed, and nothing is reported until the fold knows whether it restarts.
+            # timed.
             self.first_epoch_end = clock()
             run.sizing = int(run.params["epochs"]) > 1
         elif run.sizing and epoch >= int(run.params["epochs"]):
             run.sizing = False  # the fold trained all its epochs while they were timed
-        if not run.sizing and math.isfinite(self.best):
-            step = cv_step(self.k, epoch, objective.epoch_slot)
+        step = cv_step(self.k, epoch, objective.epoch_slot)
+        # A sized trial's restarted first fold reports from the step its timed epochs reached.
+        if step > run.reported and math.isfinite(self.best):
+            run.reported = step
             run.trial.report(running_estimate(self.finished, self.best), step)
             run.timeline.append([step, round(time.monotonic() - run.started, 3)])
             if run.trial.should_prune():

@@ -31,6 +31,7 @@ from dnntune.exceptions import (
 )
 from dnntune.objective import SIZED_ATTR, Objective
 from dnntune.space import SearchSpace
+from dnntune.study._probe import probe_trial
 from dnntune.study._result import Notes, TuneResult
 from dnntune.tracking import Tracker
 
@@ -125,10 +126,17 @@ class PreparedRun:
         if any(t.user_attrs.get("epochs_run") for t in trials):
             return  # epochs ran, and every trial was pruned or failed: not the time limit
         spent = self.finished_setup - self.started
+        try:
+            estimate = probe_trial(self.objective)
+        except (ValueError, RuntimeError):  # the probe only adds a figure to the line
+            estimate = None
+        fix = f"a first epoch needs more: raise {setting_name('timeout')}"
+        if estimate is not None and math.isfinite(estimate.seconds):
+            total = spent + estimate.seconds
+            fix = f"{estimate.describe()}: raise {setting_name('timeout')} to {total:.0f} s or more"
         raise NoModelError(
             f"{setting_name('timeout')} {timeout:g} s ran out before a first epoch finished "
-            f"(reading and preparing the data and the baseline took {spent:.1f} s); a first "
-            f"epoch needs more: raise {setting_name('timeout')}"
+            f"(reading and preparing the data and the baseline took {spent:.1f} s); {fix}"
         )
 
     def _sized_trials(self) -> list[tuple[int, dict[str, float]]]:
