@@ -238,7 +238,8 @@ class _TrialRun:
     # against time, bench_search's time to a target).
     timeline: list[list[float]] = field(default_factory=list)
     cut: bool = False  # the study's deadline ended it
-    # The first trial within a time limit is sized after its second epoch (``epochs_that_fit``).
+    # The first trial within a time limit is sized once the epochs after its first are timed
+    # (``SIZING_WINDOW``, ``epochs_that_fit``).
     sizing: bool = False
     resize_to: int | None = None
     seconds_per_epoch: float = 0.0  # measured by the sizing epochs
@@ -265,9 +266,10 @@ class Objective:
     the end of an epoch, its best epoch kept: the trial is cut (:class:`TrialCut`), its
     parameters queued to run first when the study resumes, and, while no trial has
     completed, ``on_partial`` hears of the folds it finished (the best partial result).
-    While no trial has completed, a trial within a time limit is sized after its second epoch:
-    when its folds cannot all finish in the time left, it runs them with the epochs that fit
-    (user attribute ``sized_epochs``; its first fold restarts), so a whole smaller trial completes.
+    While no trial has completed, a trial within a time limit is sized once the epochs after
+    its first are timed: when its folds cannot all finish in the time left, it runs them with
+    the epochs that fit (user attribute ``sized_epochs``; its first fold restarts), so a whole
+    smaller trial completes.
     """
 
     def __init__(
