@@ -59,9 +59,10 @@ def test_tune_returns_study_params_value_and_trained_model(tmp_path: Path, credi
     assert manifest["data"]["rows"] == 1000 and len(manifest["data"]["sha256"]) == 64
 
 
-def slow_epochs(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
-    """Make every epoch take ``seconds`` more on the clock trials meet the deadline by: an
-    injected clock, so the tests below count epochs instead of timing them."""
+def slow_epochs(monkeypatch: pytest.MonkeyPatch, seconds: float, first: float = 0.0) -> None:
+    """Make every epoch take ``seconds`` more on the clock trials meet the deadline by (the
+    process's first epoch ``first`` more again, as PyTorch's one-time costs do): an injected
+    clock, so the tests below count epochs instead of timing them."""
     from dnntune import objective
 
     epochs = [0]
@@ -72,7 +73,9 @@ def slow_epochs(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
         return report(self, epoch, score)
 
     monkeypatch.setattr(objective._EpochReport, "__call__", counted)
-    monkeypatch.setattr(objective, "clock", lambda: time.monotonic() + seconds * epochs[0])
+    monkeypatch.setattr(
+        objective, "clock", lambda: time.monotonic() + seconds * epochs[0] + first * (epochs[0] > 0)
+    )
 
 
 def test_a_budget_shorter_than_one_epoch_per_fold_delivers_the_folds_it_finished(
@@ -145,6 +148,31 @@ def test_a_budget_shorter_than_one_trial_delivers_a_whole_smaller_trial(
     assert manifest.members[0].params["epochs"] == sized["epochs"]
     frame = pd.read_csv(credit_g, sep="\t").head(20)
     assert dnntune.load(tmp_path / "run").predict(frame)["proba_1"].between(0, 1).all()
+
+
+@pytest.mark.filterwarnings("error::UserWarning")  # no step is reported to Optuna twice
+def test_the_sizing_times_the_epochs_after_the_first(
+    tmp_path: Path, credit_g: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first epoch of 4 s more (one-time costs) and 0.02 s epochs after it: timed from the
+    first epoch, not even 5 epochs per fold would fit the 20 s; timed after it, 400 epochs x 5
+    folds (40 s) are sized to the many that fit, and the restarted first fold reports each
+    step once."""
+    slow_epochs(monkeypatch, 0.02, first=4.0)
+    result = dnntune.tune(
+        data=str(credit_g),
+        target=("target",),
+        timeout=20.0,
+        patience=10000,
+        baseline=False,
+        ensemble=False,
+        space=str(write_space(tmp_path / "s.yaml", TINY_SPACE.replace("epochs: 4", "epochs: 400"))),
+        output_dir=str(tmp_path / "run"),
+    )
+    first = result.study.trials[0]
+    assert first.state is optuna.trial.TrialState.COMPLETE
+    sized = first.user_attrs["sized_epochs"]
+    assert 20 <= sized["epochs"] < 400 and sized["seconds_per_epoch"] < 0.5, sized
 
 
 @pytest.mark.slow
