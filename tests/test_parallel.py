@@ -386,19 +386,9 @@ def test_workers_first_trials_sized_to_the_time_limit_are_said(
     trial has completed yet) and the coordinator's notes name every sized trial of the run."""
     slow = TINY_SPACE.replace("epochs: 4", "epochs: 10000\nbatch_size: 16")
     space = write_space(tmp_path / "s.yaml", slow)
-    extra = [
-        "--jobs",
-        "2",
-        "--trials",
-        "2",
-        "--timeout",
-        "20",
-        "--patience",
-        "10000",
-        "--no-baseline",
-    ]
+    extra = ["--jobs", "2", "--trials", "2", "--timeout", "20", "--patience", "10000"]
     proc = subprocess.run(
-        _tune_cmd(credit_g, space, *extra, "--output-dir", "run"),
+        _tune_cmd(credit_g, space, *extra, "--no-baseline", "--output-dir", "run"),
         cwd=tmp_path,
         capture_output=True,
         text=True,
