@@ -301,6 +301,15 @@ class Objective:
         self.on_trial = on_trial
         self.on_partial = on_partial
         self.epoch_slot = epoch_slot(space)
+        self.epochs: int | None = None  # every trial's epochs, where the space leaves them
+
+    def use_epochs(self, epochs: int, patience: int) -> None:
+        """Train every trial for ``epochs`` per fold with early-stopping ``patience`` (epochs
+        chosen from the time limit, ``dnntune.study``); a space that sets ``epochs`` keeps
+        them."""
+        if "epochs" in self.space.params:
+            raise ValueError("the space sets epochs; they cannot be chosen for it")
+        self.epochs, self.patience, self.epoch_slot = epochs, patience, epochs
 
     @property
     def max_steps(self) -> int:
@@ -335,6 +344,8 @@ class Objective:
 
     def _run(self, trial: optuna.trial.Trial) -> float:
         run = _TrialRun(trial, suggest(trial, self.space))
+        if self.epochs is not None:
+            run.params["epochs"] = self.epochs
         # Within a time limit, while no trial has completed, the first one is sized to fit.
         run.sizing = self.deadline is not None and self.best_value is None
         trial.set_user_attr("epochs_budget", self.n_folds * int(run.params["epochs"]))

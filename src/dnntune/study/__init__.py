@@ -4,7 +4,8 @@ Modules: ``_run`` (:func:`prepare_run`, :func:`run_trials`, :func:`run_baseline`
 :func:`start_or_resume`, :func:`run_study`), ``_prepared`` (:class:`PreparedRun`: a checked
 input and its open study; outputs, delivery, scores), ``_result`` (:class:`TuneResult`),
 ``_open`` (opening a study, refused when it was run with other settings), ``_autostop``
-(:class:`AutoStop`).
+(:class:`AutoStop`), ``_epochs`` (epochs per fold chosen from the time limit), ``_probe`` (how
+long a trial takes).
 """
 
 from dnntune.study._autostop import AutoStop, cv_noise

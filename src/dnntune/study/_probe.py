@@ -17,6 +17,11 @@ from dnntune.space import CategoricalParam, SearchSpace, suggest
 # The training rows a probe epoch sees; an epoch of all of them is scaled from its batches.
 PROBE_ROWS = 2048
 
+# The least time over which the probe's epochs after its first are timed (one short epoch's
+# time is noise), and the most epochs it trains to get there.
+PROBE_WINDOW = 0.3
+PROBE_EPOCHS = 50
+
 
 @dataclass(frozen=True)
 class TrialEstimate:
@@ -53,9 +58,11 @@ def probe_params(space: SearchSpace) -> dict[str, Any]:
 
 
 def probe_trial(objective: Objective) -> TrialEstimate:
-    """Prepare the first fold (timed) and train the probe configuration for two epochs on at
-    most :data:`PROBE_ROWS` of its training rows; the second epoch (the first pays PyTorch's
-    one-time costs) is scaled to the fold's batches."""
+    """Prepare the first fold (timed) and train the probe configuration on at most
+    :data:`PROBE_ROWS` of its training rows: the epochs after its first (which pays PyTorch's
+    one-time costs) are timed over :data:`PROBE_WINDOW` seconds and scaled to the fold's
+    batches. The estimate's epochs are the objective's (``Objective.epochs``) or the
+    configuration's."""
     started = time.monotonic()
     fold = objective.folds[0]
     per_fold = time.monotonic() - started
@@ -79,19 +86,20 @@ def probe_trial(objective: Objective) -> TrialEstimate:
 
     def timed(epoch: int, score: float) -> bool:
         ends.append(time.monotonic())
-        return False
+        return len(ends) > 1 and ends[-1] - ends[0] >= PROBE_WINDOW
 
     train_network(
         sample,
         params,
         d_out=objective.d_out,
         metric=objective.metric,
-        patience=2,
+        patience=PROBE_EPOCHS,
         seed=objective.seed,
-        epochs=2,
+        epochs=PROBE_EPOCHS,
         on_epoch=timed,
     )
     batch_size = int(params["batch_size"])
     scale = math.ceil(n_train / batch_size) / math.ceil(rows / batch_size)
-    per_epoch = (ends[-1] - ends[0]) * scale if len(ends) > 1 else math.nan
-    return TrialEstimate(objective.n_folds, int(params["epochs"]), per_epoch, per_fold)
+    per_epoch = (ends[-1] - ends[0]) / (len(ends) - 1) * scale if len(ends) > 1 else math.nan
+    epochs = objective.epochs or int(params["epochs"])
+    return TrialEstimate(objective.n_folds, epochs, per_epoch, per_fold)

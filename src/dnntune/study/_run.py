@@ -31,6 +31,7 @@ from dnntune.pruners import make_pruner
 from dnntune.samplers import make_sampler
 from dnntune.space import SearchSpace, default_space, load_space
 from dnntune.study._autostop import _auto_stop
+from dnntune.study._epochs import choose_epochs, use_stored_epochs
 from dnntune.study._open import _open_study
 from dnntune.study._prepared import PreparedRun, _best_value
 from dnntune.study._result import Notes, TuneResult
@@ -114,7 +115,7 @@ def prepare_run(
             models, model_folder, record, only_if_better=metric.better, partial=True
         ),
     )
-    return PreparedRun(
+    run = PreparedRun(
         config=config,
         dataset=dataset,
         space=space,
@@ -133,6 +134,8 @@ def prepare_run(
         tracker=tracker,
         first_trial=len(study.get_trials(deepcopy=False)),
     )
+    use_stored_epochs(run)
+    return run
 
 
 def _task_line(config: TuneConfig, dataset: Dataset, metric: Metric) -> str:
@@ -209,11 +212,12 @@ def run_baseline(run: PreparedRun) -> Baseline | None:
 
 
 def start_or_resume(run: PreparedRun) -> int | None:
-    """Say how the sampler treats the space, and that a study resumes, or queue its
-    first trials (as many as the budget runs); return the trials missing (None: no count,
-    run until the timeout)."""
+    """Say how the sampler treats the space, and that a study resumes, or choose a new
+    study's epochs from its time limit (``_epochs``) and queue its first trials (as many as
+    the budget runs); return the trials missing (None: no count, run until the timeout)."""
     if run.sampler_note:
         run.note(run.sampler_note)
+    choose_epochs(run)
     done = run.finished
     search = run.config.search
     total = search.n_trials
