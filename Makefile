@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The suite runs on two processes (pytest-xdist), each test file on one of them, with one
+# PyTorch thread each: two processes of two threads on two cores would make each other wait.
+# `make test PYTEST_WORKERS=` runs it in one process.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 .PHONY: install run test lint bench clean wheel-check
 
@@ -23,7 +27,7 @@ test: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src/dnntune
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_WORKERS)
 
 # The wheel, installed with all its dependencies from the package index into a fresh virtual
 # environment, runs a small study (about a minute; the suite's own install test shares this
