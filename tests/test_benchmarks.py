@@ -128,7 +128,7 @@ def test_bench_budget_short_budget(credit_g: Path) -> None:
     """A table given by path (as tables from elsewhere are), a short budget: a model, scored on
     its held-out fifth beside the baseline."""
     proc, result = _bench(
-        "bench_budget.py", "--tables", "none", "--extra", f"{credit_g}:target", "--budget", "6"
+        "bench_budget.py", "--tables", "none", "--extra", f"{credit_g}:target", "--budget", "10"
     )
     (row,) = result["tables"]
     assert row["table"] == "credit_g" and row["exit_code"] == 0 and result["with_model"] == 1

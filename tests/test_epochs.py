@@ -65,20 +65,20 @@ def _settings(tmp_path: Path, credit_g: Path, space: str = OPEN_SPACE) -> dict[s
 def test_a_time_limit_chooses_every_trials_epochs_and_a_resumed_study_keeps_them(
     tmp_path: Path, credit_g: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An epoch of 10 ms within 10 s: BUDGET_TRIALS (10) trials of 2 folds afford 30 to 50
+    """An epoch of 20 ms within 20 s: BUDGET_TRIALS (10) trials of 2 folds afford 30 to 50
     epochs in the time left (more than the default 20). Every trial trains them, with
     patience in proportion, the pruner's steps follow them (fold 1 starts at step epochs + 1),
     the choice is said and stored; a resumed study trains the same epochs without probing
     again, whatever its own limit."""
     calls: list[int] = []
-    _fake_probe(monkeypatch, 0.01, calls)
+    _fake_probe(monkeypatch, 0.02, calls)
     notes: list[str] = []
     settings = _settings(tmp_path, credit_g)
-    first = dnntune.tune(trials=2, timeout=10.0, on_note=notes.append, **settings)
+    first = dnntune.tune(trials=2, timeout=20.0, on_note=notes.append, **settings)
     plan = first.study.user_attrs[BUDGET_EPOCHS_ATTR]
     epochs = plan["epochs"]
     assert 30 <= epochs <= 50 and calls == [1], plan
-    assert abs(epochs - budget_epochs(plan["seconds_left"], 0.01, 2, 20)) <= 1, plan
+    assert abs(epochs - budget_epochs(plan["seconds_left"], 0.02, 2, 20)) <= 1, plan
     assert plan["patience"] == scaled_patience(5, epochs, 20)
     said = [n for n in notes if "epochs per fold" in n]
     assert said and said[0].startswith(f"{epochs} epochs per fold (patience {plan['patience']})")
@@ -109,6 +109,9 @@ def test_epochs_are_not_chosen_without_a_limit_or_where_the_space_sets_them(
     unlimited = dnntune.tune(trials=1, **_settings(tmp_path / "b", credit_g))
     assert BUDGET_EPOCHS_ATTR not in unlimited.study.user_attrs
     assert unlimited.study.trials[0].user_attrs["epochs_budget"] == 2 * 20
+    # 8 s: more than 20 epochs would need epochs under FASTEST_EPOCH; no probe runs.
+    short = dnntune.tune(trials=1, timeout=8.0, **_settings(tmp_path / "c", credit_g))
+    assert BUDGET_EPOCHS_ATTR not in short.study.user_attrs
 
 
 def test_the_probe_times_the_epochs_of_a_real_fold(tmp_path: Path, credit_g: Path) -> None:
