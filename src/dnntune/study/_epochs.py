@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUDGET_EPOCHS_ATTR",
     "BUDGET_TRIALS",
+    "FASTEST_EPOCH",
     "MAX_BUDGET_EPOCHS",
     "budget_epochs",
     "choose_epochs",
