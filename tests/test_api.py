@@ -116,6 +116,25 @@ def test_a_budget_shorter_than_one_epoch_per_fold_delivers_the_folds_it_finished
     assert again[1].params == first.params and again[1].user_attrs["retry_of"] == 0
 
 
+def _sized_run(
+    tmp_path: Path, credit_g: Path, *, epochs: int, timeout: float, **extra: object
+) -> dnntune.TuneResult:
+    """A study on credit_g within ``timeout`` whose trials train ``epochs`` per fold without
+    early stopping (the tiny space): its first trial is sized to the time limit."""
+    space = TINY_SPACE.replace("epochs: 4", f"epochs: {epochs}")
+    return dnntune.tune(
+        data=str(credit_g),
+        target=("target",),
+        timeout=timeout,
+        patience=10000,
+        baseline=False,
+        ensemble=False,
+        space=str(write_space(tmp_path / "s.yaml", space)),
+        output_dir=str(tmp_path / "run"),
+        **extra,
+    )
+
+
 def test_a_budget_shorter_than_one_trial_delivers_a_whole_smaller_trial(
     tmp_path: Path, credit_g: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,16 +142,7 @@ def test_a_budget_shorter_than_one_trial_delivers_a_whole_smaller_trial(
     epoch the first trial is sized to the epochs that fit the time left, and completes: a whole
     model of 5 folds, said in a note, trained with the sized epochs."""
     slow_epochs(monkeypatch, 0.25)
-    result = dnntune.tune(
-        data=str(credit_g),
-        target=("target",),
-        timeout=20.0,
-        patience=10000,
-        baseline=False,
-        ensemble=False,
-        space=str(write_space(tmp_path / "s.yaml", TINY_SPACE.replace("epochs: 4", "epochs: 40"))),
-        output_dir=str(tmp_path / "run"),
-    )
+    result = _sized_run(tmp_path, credit_g, epochs=40, timeout=20.0)
     first = result.study.trials[0]
     assert first.state is optuna.trial.TrialState.COMPLETE
     sized = first.user_attrs["sized_epochs"]
@@ -159,17 +169,7 @@ def test_the_sizing_times_the_epochs_after_the_first(
     folds (40 s) are sized to the many that fit, and the restarted first fold reports each
     step once."""
     slow_epochs(monkeypatch, 0.02, first=4.0)
-    result = dnntune.tune(
-        data=str(credit_g),
-        target=("target",),
-        trials=1,
-        timeout=12.0,
-        patience=10000,
-        baseline=False,
-        ensemble=False,
-        space=str(write_space(tmp_path / "s.yaml", TINY_SPACE.replace("epochs: 4", "epochs: 400"))),
-        output_dir=str(tmp_path / "run"),
-    )
+    result = _sized_run(tmp_path, credit_g, epochs=400, timeout=12.0, trials=1)
     first = result.study.trials[0]
     assert first.state is optuna.trial.TrialState.COMPLETE
     sized = first.user_attrs["sized_epochs"]
