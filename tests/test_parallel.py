@@ -245,7 +245,7 @@ def test_signals_end_cleanly_and_the_run_resumes(
         return  # the same handler: resuming is checked once, after SIGTERM
     # The same study resumed; a timeout (not part of its identity) ends the long trial early.
     again = subprocess.run(
-        [*cmd, "--timeout", "5"],
+        [*cmd, "--timeout", "15"],  # starting Python and the data may take 6 s on a busy machine
         cwd=tmp_path,
         capture_output=True,
         text=True,
